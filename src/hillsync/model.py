@@ -1,0 +1,313 @@
+"""Plain domain types shared by every layer.
+
+Nothing here does I/O or imports the rest of hillsync. Every datetime is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+#: hillsync's own sport names. Sources map their vocabulary onto these.
+RUN_SPORTS: tuple[str, ...] = ("run", "trail_run", "track_run", "treadmill", "virtual_run")
+#: Sports whose elevation is meaningless (no terrain under the feet).
+INDOOR_SPORTS: frozenset[str] = frozenset({"treadmill", "virtual_run"})
+#: Other sports a source may report; anything else is "other".
+OTHER_SPORTS: tuple[str, ...] = ("ride", "swim", "walk", "hike", "other")
+
+#: Resolution of a stored profile: one altitude every PROFILE_STEP_M metres of distance.
+PROFILE_STEP_M = 10.0
+
+
+class Terrain(enum.StrEnum):
+    """The label of a run."""
+
+    UPHILL = "uphill"
+    DOWNHILL = "downhill"
+    FLAT = "flat"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    """Samples as a device or API recorded them, before any cleaning.
+
+    All arrays have the same length. A field the file does not have is None; a sample
+    missing inside a field is NaN. `distance_m` is cumulative from the start; `time_s` is
+    seconds from the first sample. `segment` numbers the GPX tracks/segments (or FIT laps
+    separated by a pause) so that the gap between two segments is not counted as distance.
+    """
+
+    altitude_m: FloatArray
+    distance_m: FloatArray | None = None
+    lat: FloatArray | None = None
+    lon: FloatArray | None = None
+    time_s: FloatArray | None = None
+    speed_mps: FloatArray | None = None
+    segment: npt.NDArray[np.int64] | None = None
+
+    def __len__(self) -> int:
+        return int(self.altitude_m.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Profile:
+    """A cleaned elevation profile: altitude every `step_m` metres along the route.
+
+    `altitude_m[i]` is the altitude at distance `i * step_m`; the last sample may be closer
+    than `step_m` to the one before, at `distance_m`. This is what the store keeps, so that
+    reclassification needs neither the file nor the API.
+    """
+
+    altitude_m: FloatArray
+    distance_m: float
+    step_m: float = PROFILE_STEP_M
+
+    def distances(self) -> FloatArray:
+        """The distance of every sample from the start, in metres."""
+        n = self.altitude_m.shape[0]
+        d = np.arange(n, dtype=np.float64) * self.step_m
+        if n:
+            d[-1] = self.distance_m
+        return d
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One activity as a source yields it.
+
+    `source_id` is unique within the source. `reported_gain_m` / `reported_loss_m` are the
+    device's or API's own totals (barometer or corrected model) when it gives them.
+    `raw` is the payload as received (JSON-serialisable), kept so data can be re-derived.
+    `external_id` is what the uploader called it (Strava: `garmin_ping_<id>` for a Garmin
+    upload). `indoor` is True for treadmill/trainer/virtual activities.
+    """
+
+    source: str
+    source_id: str
+    sport: str
+    start_time: datetime
+    name: str | None = None
+    distance_m: float | None = None
+    moving_time_s: float | None = None
+    elapsed_time_s: float | None = None
+    reported_gain_m: float | None = None
+    reported_loss_m: float | None = None
+    start_latlng: tuple[float, float] | None = None
+    end_latlng: tuple[float, float] | None = None
+    indoor: bool = False
+    external_id: str | None = None
+    track: Track | None = None
+    profile: Profile | None = None
+    raw: Mapping[str, Any] | None = None
+    #: Where the elevation comes from, best first: "file" > "garmin" > "strava".
+    elevation_source: str = "file"
+
+    @property
+    def is_run(self) -> bool:
+        """True for the sports hillsync counts as running by default."""
+        return self.sport in RUN_SPORTS
+
+
+class Secret:
+    """A secret value (token, password, client secret, notification URL with a key).
+
+    Its repr and str never show the value; `reveal()` does, for the one call that needs it.
+    Every secret made is remembered so that the log redaction can mask it wherever it
+    turns up (inside a URL, an exception text, a payload).
+    """
+
+    _known: set[str] = set()  # noqa: RUF012 - a deliberate process-wide registry
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if len(value) >= 4:
+            Secret._known.add(value)
+
+    def reveal(self) -> str:
+        """The secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def known_values(cls) -> frozenset[str]:
+        """Every secret value made in this process (for redaction)."""
+        return frozenset(cls._known)
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    """Thresholds of the classifier (config section [classify])."""
+
+    hilly_m_per_km: float = 15.0
+    downhill_ratio: float = 1.5
+    grade_pct: float = 3.0
+    hysteresis_m: float = 3.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the classifier needs when there is no profile (or beside it)."""
+
+    sport: str
+    distance_m: float | None
+    reported_gain_m: float | None = None
+    reported_loss_m: float | None = None
+    start_latlng: tuple[float, float] | None = None
+    end_latlng: tuple[float, float] | None = None
+    indoor: bool = False
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The label of one run and the figures it was decided from.
+
+    `inputs` records what was used ("profile" or "summary", the thresholds, where gain and
+    loss came from) so that the decision can be explained and recomputed.
+    """
+
+    label: Terrain
+    distance_m: float
+    elevation_gain_m: float | None
+    elevation_loss_m: float | None
+    uphill_m: float
+    downhill_m: float
+    flat_m: float
+    version: int
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: True when the summary alone could not decide (point-to-point run without loss):
+    #: the source should fetch the profile if it can.
+    needs_profile: bool = False
+
+
+class GoalProfile(enum.StrEnum):
+    """The runner's goal, which sets the band the hill share should stay in."""
+
+    ROAD_MARATHON = "road-marathon"
+    HALF_MARATHON = "half-marathon"
+    TEN_K = "10k"
+    GENERAL = "general"
+    TRAIL = "trail"
+    MOUNTAIN = "mountain"
+    ULTRA_TRAIL = "ultra-trail"
+    CUSTOM = "custom"
+
+
+#: Goal bands by profile: (hill_share_min, hill_share_max, downhill_share_max).
+GOAL_BANDS: Mapping[GoalProfile, tuple[float, float, float]] = {
+    GoalProfile.ROAD_MARATHON: (0.10, 0.25, 0.10),
+    GoalProfile.HALF_MARATHON: (0.10, 0.25, 0.10),
+    GoalProfile.TEN_K: (0.10, 0.30, 0.10),
+    GoalProfile.GENERAL: (0.15, 0.35, 0.15),
+    GoalProfile.TRAIL: (0.30, 0.55, 0.25),
+    GoalProfile.MOUNTAIN: (0.45, 0.75, 0.35),
+    GoalProfile.ULTRA_TRAIL: (0.35, 0.60, 0.30),
+}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The band the hill share should stay in, over `window_days`."""
+
+    profile: GoalProfile
+    hill_share_min: float
+    hill_share_max: float
+    downhill_share_max: float
+    window_days: int = 28
+    race_date: date | None = None
+
+
+class BalanceStatus(enum.StrEnum):
+    """Where the hill share stands against the goal band."""
+
+    OK = "ok"
+    LOW = "low"
+    HIGH = "high"
+    DOWNHILL_HIGH = "downhill_high"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+@dataclass(frozen=True)
+class RunForBalance:
+    """One deduplicated run as the balance sees it."""
+
+    start_time: datetime
+    distance_m: float
+    label: Terrain
+    elevation_gain_m: float | None = None
+
+
+@dataclass(frozen=True)
+class BalanceReport:
+    """The hill balance of one athlete over one window."""
+
+    athlete: str
+    window_start: datetime
+    window_end: datetime
+    runs: int
+    distance_m: float
+    by_label: Mapping[Terrain, float]
+    hill_share: float | None
+    downhill_share: float | None
+    vertical_m: float
+    goal: Goal
+    status: BalanceStatus
+    advice: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """A notification to deliver: a title and a body of plain text."""
+
+    kind: str
+    title: str
+    body: str
+    athlete: str = "me"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item a source could not read, with a one-line reason."""
+
+    key: str
+    reason: str
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a source yields: activities to store together with the cursor that follows them.
+
+    The worker commits a batch's activities, its `seen` items and its `cursor` in one
+    transaction, so that a crash between two batches neither loses nor repeats anything.
+    `seen` maps item keys (a folder's file paths) to their fingerprint (size and mtime),
+    including items that were rejected or were not runs, so they are not read again.
+    `cursor` is the source's own JSON-serialisable progress; None leaves it unchanged.
+    `deleted` lists source ids found gone (a full re-list).
+    """
+
+    activities: Sequence[Activity] = ()
+    rejected: Sequence[Rejected] = ()
+    seen: Mapping[str, str] = field(default_factory=dict)
+    cursor: Mapping[str, Any] | None = None
+    deleted: Sequence[str] = ()

@@ -1,0 +1,1 @@
+"""Sources of activities: folders of files, Strava, Garmin Connect. None touches the store."""
