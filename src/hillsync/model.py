@@ -311,3 +311,25 @@ class Batch:
     seen: Mapping[str, str] = field(default_factory=dict)
     cursor: Mapping[str, Any] | None = None
     deleted: Sequence[str] = ()
+
+
+#: Start and end closer than this make a loop (its loss equals its gain).
+LOOP_TOLERANCE_M = 200.0
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance in metres between two (lat, lon) points in degrees."""
+    lat1, lon1 = np.radians(a[0]), np.radians(a[1])
+    lat2, lon2 = np.radians(b[0]), np.radians(b[1])
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(1.0, float(h)))))
+
+
+def is_loop(
+    start: tuple[float, float] | None, end: tuple[float, float] | None
+) -> bool | None:
+    """Whether a route ends where it started (None when either end is unknown)."""
+    if start is None or end is None:
+        return None
+    return haversine_m(start, end) <= LOOP_TOLERANCE_M
