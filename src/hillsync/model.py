@@ -101,6 +101,8 @@ class Activity:
     elapsed_time_s: float | None = None
     reported_gain_m: float | None = None
     reported_loss_m: float | None = None
+    #: Highest minus lowest altitude, when the API gives them (Strava elev_high - elev_low).
+    elevation_range_m: float | None = None
     start_latlng: tuple[float, float] | None = None
     end_latlng: tuple[float, float] | None = None
     indoor: bool = False
@@ -173,6 +175,9 @@ class Summary:
     distance_m: float | None
     reported_gain_m: float | None = None
     reported_loss_m: float | None = None
+    #: Highest minus lowest altitude: bounds the loss of a point-to-point run, since
+    #: loss - gain == start altitude - end altitude.
+    elevation_range_m: float | None = None
     start_latlng: tuple[float, float] | None = None
     end_latlng: tuple[float, float] | None = None
     indoor: bool = False
