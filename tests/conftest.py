@@ -2,14 +2,66 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hillsync.store.db import Database, open_database, sqlite_url
 
 DATA = Path(__file__).parent / "data"
+PG_ENV = "HILLSYNC_TEST_DATABASE_URL"
 
 
 @pytest.fixture
 def data_dir() -> Path:
     """The folder of test input files (real device files and hand-made tracks)."""
     return DATA
+
+
+def _postgres_database() -> Iterator[str]:
+    admin_url = os.environ.get(PG_ENV)
+    if not admin_url:
+        pytest.skip(
+            f"PostgreSQL tests need {PG_ENV} (an admin URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
+        )
+    admin = make_url(admin_url)
+    if admin.drivername == "postgresql":
+        admin = admin.set(drivername="postgresql+psycopg")
+    name = f"hillsync_t_{secrets.token_hex(6)}"
+    # CREATE/DROP DATABASE cannot run inside a transaction.
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database's URL: a SQLite file, or a fresh PostgreSQL database (dropped after)."""
+    if request.param == "sqlite":
+        # A space in the path: the default data directory may well have one.
+        yield sqlite_url(tmp_path / "data dir" / "hillsync.db")
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """An opened, migrated Database on `database_url`."""
+    database = open_database(database_url)
+    try:
+        yield database
+    finally:
+        database.close()

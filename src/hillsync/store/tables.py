@@ -185,6 +185,8 @@ class ActivityRow(Base):
     __table_args__ = (
         UniqueConstraint("source", "source_id"),
         Index("ix_activities_athlete_start", "athlete_id", "start_time"),
+        Index("ix_activities_run_id", "run_id"),
+        Index("ix_activities_external_id", "external_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -223,6 +225,8 @@ class ActivityRow(Base):
     flat_m: Mapped[float] = mapped_column(Float, default=0.0)
     classifier_version: Mapped[int] = mapped_column(Integer)
     classify_inputs: Mapped[dict[str, Any]]
+    #: A hash of everything stored from the source: an unchanged re-delivery is a no-op.
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
