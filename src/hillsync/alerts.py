@@ -1,0 +1,133 @@
+"""Evaluates an athlete's balance and writes the warnings it causes to the outbox.
+
+Everything happens in the caller's session: the new balance state and the message it
+causes are committed together by the caller, so a crash never loses a warning nor sends
+one twice.
+
+insufficient_data keeps the last real state: the stored status, its `since` and the
+reminder clock (`last_warned_at`) are left as they were, only the report and the time of
+evaluation change. So a few quiet weeks (injury, holiday) neither send a "back in balance"
+nor restart a warning: once there is data again, hysteresis works from the last real state,
+and a warning that still holds is reminded as soon as `remind_days` have passed since the
+last message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.orm import Session
+
+from hillsync.balance import (
+    WARNING_STATES,
+    evaluate,
+    needs_auth_message,
+    reminder_message,
+    report_as_json,
+    warning_message,
+)
+from hillsync.model import BalanceReport, BalanceStatus, Goal, Message, RunForBalance
+from hillsync.store import outbox
+from hillsync.store.tables import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+
+def _previous(status: str | None) -> BalanceStatus | None:
+    if status is None:
+        return None
+    try:
+        return BalanceStatus(status)
+    except ValueError:
+        return None  # a status written by a newer or older version: start afresh
+
+
+def evaluate_athlete(
+    session: Session,
+    athlete_id: int,
+    athlete: str,
+    goal: Goal,
+    *,
+    remind_days: int,
+    url_keys: Sequence[str],
+    now: datetime,
+    runs: Sequence[RunForBalance],
+) -> BalanceReport:
+    """Evaluate the balance at `now`, store the state, enqueue at most one message.
+
+    A message is enqueued when a warning state is entered, every `remind_days` while it
+    holds (0 or less: never), and when the status returns to ok from a warning. Nothing is
+    committed. Raises ValueError for a naive `now`, SQLAlchemy errors from the session.
+    """
+    state = outbox.get_balance_state(session, athlete_id, for_update=True)
+    previous = _previous(state.status) if state is not None else None
+    report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous)
+    as_json = report_as_json(report)
+    status = report.status
+
+    message: Message | None = None
+    since = now
+    last_warned = None
+    if state is not None and (status is BalanceStatus.INSUFFICIENT_DATA or status is previous):
+        since = state.since
+        last_warned = state.last_warned_at
+        stored_status = state.status
+        if status is previous and status in WARNING_STATES:
+            due = remind_days > 0 and (
+                last_warned is None or now - last_warned >= timedelta(days=remind_days)
+            )
+            if due:
+                message = reminder_message(report)
+                last_warned = now
+    else:
+        stored_status = status.value
+        message = warning_message(report, previous)
+        if status in WARNING_STATES:
+            last_warned = now
+
+    outbox.set_balance_state(
+        session,
+        athlete_id,
+        status=stored_status,
+        since=since,
+        evaluated_at=now,
+        last_warned_at=last_warned,
+        report=as_json,
+    )
+    if message is not None:
+        outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
+        log.info(
+            "balance_message",
+            athlete=athlete,
+            kind=message.kind,
+            status=status.value,
+            previous=previous.value if previous else None,
+        )
+    return report
+
+
+def enqueue_needs_auth(
+    session: Session,
+    athlete_id: int,
+    athlete: str,
+    source: str,
+    command: str,
+    url_keys: Sequence[str],
+    now: datetime,
+    *,
+    previous_state: str | None,
+) -> OutboxMessage | None:
+    """Enqueue "reconnect this account" once per episode.
+
+    `previous_state` is the source's sync state before this poll: the message is enqueued
+    only when it was not already `needs_auth`, so polling a revoked account again and again
+    sends one message. Returns the message, or None when none was due. Nothing is committed.
+    """
+    if previous_state == "needs_auth":
+        return None
+    message = needs_auth_message(source, command, athlete)
+    row = outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
+    log.info("needs_auth_message", athlete=athlete, source=source)
+    return row

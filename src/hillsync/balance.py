@@ -1,0 +1,316 @@
+"""Hill balance: classified runs + goal -> BalanceReport, and the messages it causes.
+
+Pure: no I/O, imports only hillsync.model.
+
+Decisions where DESIGN.md is silent:
+
+- Only runs with a known label count for the shares *and* for the minimum of 4 runs and
+  20 km: a runner whose window is mostly treadmill runs cannot be judged on terrain.
+  `runs` and `distance_m` of the report still count every run of the window.
+- `downhill_high` takes precedence over `low`/`high`: it is the one state about injury risk,
+  and cutting descents usually also lowers the hill share, so one message at a time is
+  clearer than two.
+- Hysteresis: a state is entered as soon as the share leaves the band, and held until the
+  share is back inside the band by `HYSTERESIS` (2 percentage points).
+- Taper: from 10 days before `race_date` up to the race day itself, `low` is neither entered
+  nor held (a low share while tapering is expected); the status is then `ok` and no
+  "back in balance" message is sent for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from hillsync.model import (
+    BalanceReport,
+    BalanceStatus,
+    Goal,
+    Message,
+    RunForBalance,
+    Terrain,
+)
+
+#: Fewer known-label runs than this in the window gives insufficient_data.
+MIN_RUNS = 4
+#: Less known-label distance than this (metres) in the window gives insufficient_data.
+MIN_DISTANCE_M = 20_000.0
+#: How far back inside the band (as a fraction) a share must come to leave a state.
+HYSTERESIS = 0.02
+#: Days before race_date during which `low` is not raised.
+TAPER_DAYS = 10
+
+WARNING_STATES: frozenset[BalanceStatus] = frozenset(
+    {BalanceStatus.LOW, BalanceStatus.HIGH, BalanceStatus.DOWNHILL_HIGH}
+)
+
+ADVICE_LOW = (
+    "Add one hill session a week: 6-10 repeats of 100-200 m uphill at hard effort after a "
+    "thorough warm-up, jogging down to recover; or move an easy run to a hilly route."
+)
+ADVICE_HIGH = (
+    "Flat running is still essential for pace, breathing and endurance (for a marathon above "
+    "all): swap one hill run for a flat run."
+)
+ADVICE_DOWNHILL_HIGH = (
+    "Downhill running strains the muscles eccentrically (braking) and raises injury risk: "
+    "cut descents, walk the steep ones, and build up downhill running gradually."
+)
+ADVICE_OK = "Your hill running is in balance with your goal: keep it up."
+ADVICE_TAPER = (
+    "Tapering for your race: a hill share below the band is expected now, no extra hills needed."
+)
+
+
+def _check_aware(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("balance needs a timezone-aware datetime")
+
+
+def in_taper(goal: Goal, at: datetime) -> bool:
+    """True from TAPER_DAYS before the goal's race_date up to the race day itself.
+
+    Raises ValueError for a naive `at`.
+    """
+    _check_aware(at)
+    if goal.race_date is None:
+        return False
+    days_left = (goal.race_date - at.date()).days
+    return 0 <= days_left <= TAPER_DAYS
+
+
+def hill_share_status(
+    hill_share: float,
+    downhill_share: float,
+    goal: Goal,
+    *,
+    previous: BalanceStatus | None = None,
+    taper: bool = False,
+) -> BalanceStatus:
+    """The status for known shares, with hysteresis against the previous status.
+
+    A state is entered when its share leaves the band and held while it is not back inside
+    by HYSTERESIS. downhill_high wins over low/high. Raises nothing.
+    """
+    if downhill_share > goal.downhill_share_max or (
+        previous is BalanceStatus.DOWNHILL_HIGH
+        and downhill_share > goal.downhill_share_max - HYSTERESIS
+    ):
+        return BalanceStatus.DOWNHILL_HIGH
+    if hill_share > goal.hill_share_max or (
+        previous is BalanceStatus.HIGH and hill_share > goal.hill_share_max - HYSTERESIS
+    ):
+        return BalanceStatus.HIGH
+    if not taper and (
+        hill_share < goal.hill_share_min
+        or (previous is BalanceStatus.LOW and hill_share < goal.hill_share_min + HYSTERESIS)
+    ):
+        return BalanceStatus.LOW
+    return BalanceStatus.OK
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _km(metres: float) -> str:
+    return f"{metres / 1000:.1f} km"
+
+
+def _band(goal: Goal) -> str:
+    return f"{goal.hill_share_min * 100:.0f}-{goal.hill_share_max * 100:.0f}%"
+
+
+def _insufficient_advice(known_runs: int, known_m: float, window_days: int) -> str:
+    need_runs = max(0, MIN_RUNS - known_runs)
+    need_km = max(0.0, MIN_DISTANCE_M - known_m) / 1000
+    missing = []
+    if need_runs:
+        missing.append(f"{need_runs} more run{'s' if need_runs != 1 else ''}")
+    if need_km > 0:
+        missing.append(f"{need_km:.1f} km more")
+    return (
+        f"Not enough data: the balance needs at least {MIN_RUNS} runs and "
+        f"{MIN_DISTANCE_M / 1000:.0f} km with known terrain in the last {window_days} days "
+        f"(you have {known_runs} runs, {known_m / 1000:.1f} km): {' and '.join(missing)}."
+    )
+
+
+def _advice(status: BalanceStatus, taper: bool, hill_share: float | None, goal: Goal) -> str:
+    if status is BalanceStatus.LOW:
+        return ADVICE_LOW
+    if status is BalanceStatus.HIGH:
+        return ADVICE_HIGH
+    if status is BalanceStatus.DOWNHILL_HIGH:
+        return ADVICE_DOWNHILL_HIGH
+    if taper and hill_share is not None and hill_share < goal.hill_share_min:
+        return ADVICE_TAPER
+    return ADVICE_OK
+
+
+def evaluate(
+    runs: Sequence[RunForBalance],
+    goal: Goal,
+    *,
+    athlete: str,
+    at: datetime,
+    previous: BalanceStatus | None = None,
+) -> BalanceReport:
+    """The hill balance over the window (at - goal.window_days, at].
+
+    `previous` is the last status stored for the athlete (for hysteresis); None or
+    insufficient_data means there is none. Raises ValueError for a naive `at` or a naive
+    run start time.
+    """
+    _check_aware(at)
+    start = at - timedelta(days=goal.window_days)
+    by_label: dict[Terrain, float] = {t: 0.0 for t in Terrain}
+    count = 0
+    known_runs = 0
+    vertical = 0.0
+    for run in runs:
+        _check_aware(run.start_time)
+        if not start < run.start_time <= at:
+            continue
+        count += 1
+        by_label[run.label] += run.distance_m
+        if run.label is not Terrain.UNKNOWN:
+            known_runs += 1
+        if run.elevation_gain_m is not None:
+            vertical += run.elevation_gain_m
+    known_m = sum(m for t, m in by_label.items() if t is not Terrain.UNKNOWN)
+    total_m = known_m + by_label[Terrain.UNKNOWN]
+
+    hill_share = by_label[Terrain.UPHILL] / known_m if known_m > 0 else None
+    downhill_share = by_label[Terrain.DOWNHILL] / known_m if known_m > 0 else None
+    taper = in_taper(goal, at)
+
+    if (
+        known_runs < MIN_RUNS
+        or known_m < MIN_DISTANCE_M
+        or hill_share is None
+        or downhill_share is None
+    ):
+        status = BalanceStatus.INSUFFICIENT_DATA
+        advice = _insufficient_advice(known_runs, known_m, goal.window_days)
+    else:
+        prev = None if previous is BalanceStatus.INSUFFICIENT_DATA else previous
+        status = hill_share_status(hill_share, downhill_share, goal, previous=prev, taper=taper)
+        advice = _advice(status, taper, hill_share, goal)
+
+    return BalanceReport(
+        athlete=athlete,
+        window_start=start,
+        window_end=at,
+        runs=count,
+        distance_m=total_m,
+        by_label=by_label,
+        hill_share=hill_share,
+        downhill_share=downhill_share,
+        vertical_m=vertical,
+        goal=goal,
+        status=status,
+        advice=advice,
+    )
+
+
+def _figures(report: BalanceReport) -> str:
+    """One sentence with the share in %, the band in % and the window's km."""
+    goal = report.goal
+    hill = _pct(report.hill_share) if report.hill_share is not None else "n/a"
+    down = _pct(report.downhill_share) if report.downhill_share is not None else "n/a"
+    return (
+        f"Over the last {goal.window_days} days ({report.runs} runs, "
+        f"{_km(report.distance_m)}), {hill} of your running was uphill runs and {down} "
+        f"downhill runs. Your {goal.profile.value} goal band is {_band(goal)} uphill, "
+        f"at most {_pct(goal.downhill_share_max)} downhill."
+    )
+
+
+def _title(report: BalanceReport) -> str:
+    goal = report.goal
+    who = f" ({report.athlete})" if report.athlete != "me" else ""
+    if report.status is BalanceStatus.LOW and report.hill_share is not None:
+        return f"Hill share low{who}: {_pct(report.hill_share)}, goal {_band(goal)}"
+    if report.status is BalanceStatus.HIGH and report.hill_share is not None:
+        return f"Hill share high{who}: {_pct(report.hill_share)}, goal {_band(goal)}"
+    if report.status is BalanceStatus.DOWNHILL_HIGH and report.downhill_share is not None:
+        return (
+            f"Downhill share high{who}: {_pct(report.downhill_share)}, "
+            f"max {_pct(goal.downhill_share_max)}"
+        )
+    hill = _pct(report.hill_share) if report.hill_share is not None else "n/a"
+    return f"Back in balance{who}: hill share {hill}, goal {_band(goal)}"
+
+
+def _message(kind: str, title: str, report: BalanceReport) -> Message:
+    body = f"{_figures(report)}\n{report.advice}"
+    return Message(kind=kind, title=title, body=body, athlete=report.athlete)
+
+
+def warning_message(report: BalanceReport, previous: BalanceStatus | None) -> Message | None:
+    """The message for a change of status, or None when there is nothing to say.
+
+    Entering low/high/downhill_high gives a warning; returning to ok from one of them gives
+    "back in balance" (except when ok only because the taper silences `low`).
+    insufficient_data never gives a message. Raises nothing.
+    """
+    status = report.status
+    if status is previous or status is BalanceStatus.INSUFFICIENT_DATA:
+        return None
+    if status in WARNING_STATES:
+        return _message(f"balance_{status.value}", _title(report), report)
+    if status is BalanceStatus.OK and previous in WARNING_STATES:
+        if (
+            previous is BalanceStatus.LOW
+            and report.hill_share is not None
+            and report.hill_share < report.goal.hill_share_min
+        ):
+            return None  # silenced by the taper, not back in balance
+        return _message("balance_ok", _title(report), report)
+    return None
+
+
+def reminder_message(report: BalanceReport) -> Message:
+    """A reminder that a warning state still holds (sent every remind_days). Raises nothing."""
+    return _message(f"reminder_{report.status.value}", f"Reminder: {_title(report)}", report)
+
+
+def needs_auth_message(source: str, command: str, athlete: str) -> Message:
+    """The message that an account must be reconnected, with the command that does it."""
+    who = f" of athlete {athlete}" if athlete != "me" else ""
+    return Message(
+        kind="needs_auth",
+        title=f"hillsync: {source} needs reconnecting",
+        body=(
+            f"The {source} account{who} no longer accepts hillsync's tokens, so its runs are "
+            f"not synced. Reconnect it with: {command}"
+        ),
+        athlete=athlete,
+    )
+
+
+def report_as_json(report: BalanceReport) -> dict[str, Any]:
+    """The report in the `balance --json` shape of DESIGN.md section 2 (JSON-serialisable)."""
+    by_label: Mapping[Terrain, float] = report.by_label
+    goal = report.goal
+    return {
+        "athlete": report.athlete,
+        "window_start": report.window_start.isoformat(),
+        "window_end": report.window_end.isoformat(),
+        "runs": report.runs,
+        "distance_m": round(report.distance_m, 1),
+        "by_label": {t.value: round(by_label.get(t, 0.0), 1) for t in Terrain},
+        "hill_share": report.hill_share,
+        "downhill_share": report.downhill_share,
+        "vertical_m": round(report.vertical_m, 1),
+        "goal": {
+            "profile": goal.profile.value,
+            "hill_share_min": goal.hill_share_min,
+            "hill_share_max": goal.hill_share_max,
+            "downhill_share_max": goal.downhill_share_max,
+        },
+        "status": report.status.value,
+        "advice": report.advice,
+    }

@@ -1,0 +1,182 @@
+"""Apprise delivery from the outbox.
+
+Each delivery (one message to one URL) is claimed, sent and marked in its own transaction,
+so a crash re-sends at most the one delivery that was in flight, never one already marked,
+and a dead URL is retried with backoff without re-sending to the URLs that have the message.
+A failing URL never raises out of `deliver_pending`: syncing goes on.
+
+URLs are secrets (tokens, topics, passwords inside them): they are never logged, stored or
+put in an error text. Logs name a URL by its scheme and its `url_key`.
+apprise is imported lazily: it costs about half a second at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from hillsync.errors import ConfigError
+from hillsync.model import Secret
+from hillsync.store import outbox
+
+log = structlog.get_logger(__name__)
+
+#: First retry delay after a failed delivery; it doubles with every failure.
+BACKOFF_FIRST = timedelta(minutes=1)
+#: Longest delay between two attempts.
+BACKOFF_MAX = timedelta(hours=6)
+
+#: What a broken plugin or network may raise out of apprise (it normally returns False).
+_SEND_ERRORS = (OSError, ValueError, RuntimeError, TypeError, LookupError, AttributeError)
+
+TEST_TITLE = "hillsync test"
+TEST_BODY = "This is a test message from hillsync: notifications reach you here."
+
+
+def default_backoff(attempts: int) -> timedelta:
+    """Delay before the next attempt after `attempts` failures: 1 min doubling, max 6 h."""
+    if attempts < 1:
+        return BACKOFF_FIRST
+    # cap the exponent too, so a very old delivery cannot overflow timedelta
+    delay = BACKOFF_FIRST * (1 << min(attempts - 1, 20))
+    return min(delay, BACKOFF_MAX)
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "?"
+
+
+def redact_url(url: str) -> str:
+    """A URL shown without any of its parts but the scheme: `ntfy://… (key 1a2b3c4d)`."""
+    return f"{_scheme(url)}://… (key {outbox.url_key(url)[:8]})"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one `deliver_pending` pass did."""
+
+    sent: int = 0
+    failed: int = 0
+    logged: int = 0
+
+
+def _default_factory() -> Any:
+    import apprise  # lazily: start-up footprint
+
+    return apprise.Apprise()
+
+
+class Notifier:
+    """Delivers outbox messages to Apprise URLs (or to the log when there is none)."""
+
+    def __init__(
+        self,
+        urls: Sequence[Secret],
+        *,
+        clock: Callable[[], datetime],
+        apprise_factory: Callable[[], Any] | None = None,
+        backoff: Callable[[int], timedelta] = default_backoff,
+    ) -> None:
+        self._urls = tuple(urls)
+        self._by_key = {outbox.url_key(u.reveal()): u for u in self._urls}
+        self._clock = clock
+        self._factory = apprise_factory or _default_factory
+        self._backoff = backoff
+
+    @property
+    def url_keys(self) -> list[str]:
+        """The keys of the configured URLs, in config order (duplicates once)."""
+        return list(self._by_key)
+
+    def check_urls(self, key_path: str = "notify.urls") -> None:
+        """Check that apprise understands every URL.
+
+        Raises ConfigError with one problem per unusable URL ("notify.urls[2]: apprise
+        cannot use this URL"); the URL itself is never in the message.
+        """
+        problems = [
+            f"{key_path}[{i}]: apprise cannot use this URL ({_scheme(u.reveal())}://…)"
+            for i, u in enumerate(self._urls)
+            if not self._factory().add(u.reveal())
+        ]
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems), problems)
+
+    def _send(self, url: str, title: str, body: str) -> str | None:
+        """Send to one URL; None on success, else a one-line reason without the URL."""
+        try:
+            ap = self._factory()
+            if not ap.add(url):
+                return "apprise cannot use this URL"
+            if not ap.notify(body=body, title=title):
+                return "the notification service did not accept the message"
+        except _SEND_ERRORS as exc:
+            # str(exc) may quote the URL: keep only the type
+            return f"sending failed ({type(exc).__name__})"
+        return None
+
+    def deliver_pending(
+        self, db_session_factory: Callable[[], AbstractContextManager[Session]]
+    ) -> DeliveryResult:
+        """Deliver every due delivery whose URL is configured, and log the log-only messages.
+
+        Commits after each delivery. Never raises for a failing URL; raises SQLAlchemy
+        errors if the database itself fails. Deliveries for a URL that is no longer
+        configured are left pending (they go out if the URL comes back).
+        """
+        now = self._clock()
+        logged = 0
+        with db_session_factory() as session:
+            for message in outbox.log_only_messages(session):
+                log.warning("notification", title=message.title, body=message.body)
+                outbox.mark_logged(session, message, now)
+                logged += 1
+            due = [d.id for d in outbox.due_deliveries(session, now) if d.url_key in self._by_key]
+            session.commit()
+
+        sent = failed = 0
+        for delivery_id in due:
+            with db_session_factory() as session:
+                delivery = outbox.claim_delivery(session, delivery_id, now)
+                if delivery is None:
+                    continue  # another worker has it, or it was sent meanwhile
+                url = self._by_key[delivery.url_key].reveal()
+                error = self._send(url, delivery.message.title, delivery.message.body)
+                if error is None:
+                    outbox.mark_sent(session, delivery, self._clock())
+                    sent += 1
+                    log.info(
+                        "notification_sent",
+                        scheme=_scheme(url),
+                        url_key=delivery.url_key,
+                        message_id=delivery.message_id,
+                    )
+                else:
+                    retry_at = self._clock() + self._backoff(delivery.attempts + 1)
+                    outbox.mark_failed(session, delivery, error=error, next_attempt_at=retry_at)
+                    failed += 1
+                    log.warning(
+                        "notification_failed",
+                        scheme=_scheme(url),
+                        url_key=delivery.url_key,
+                        error=error,
+                        attempts=delivery.attempts,
+                        retry_at=retry_at.isoformat(),
+                    )
+                session.commit()
+        return DeliveryResult(sent=sent, failed=failed, logged=logged)
+
+    def send_test(self) -> list[tuple[str, bool, str | None]]:
+        """Send a test message to every URL: (redacted URL, ok, error or None) per URL."""
+        results: list[tuple[str, bool, str | None]] = []
+        for secret in self._urls:
+            url = secret.reveal()
+            error = self._send(url, TEST_TITLE, TEST_BODY)
+            results.append((redact_url(url), error is None, error))
+        return results

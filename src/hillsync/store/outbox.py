@@ -1,0 +1,178 @@
+"""Queries on the balance state and the notification outbox.
+
+A message is written in the same transaction as the state change that causes it and gets
+one delivery row per notification URL; deliveries are sent after commit, each marked on
+its own, so a dead URL is retried without re-sending to the others. The URLs themselves
+are never stored (they may hold a token): a delivery names its URL by `url_key(url)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hillsync.model import Message
+from hillsync.store.tables import BalanceState, OutboxDelivery, OutboxMessage
+
+#: Longest error text kept on a delivery.
+MAX_ERROR_CHARS = 500
+
+
+def url_key(url: str) -> str:
+    """The sha256 hex digest that names a notification URL in the database."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def get_balance_state(
+    session: Session, athlete_id: int, *, for_update: bool = False
+) -> BalanceState | None:
+    """The athlete's last balance state, or None before the first evaluation.
+
+    `for_update` locks the row (PostgreSQL) so that two workers evaluating the same athlete
+    cannot both send the same warning. Raises SQLAlchemy errors only.
+    """
+    return session.get(BalanceState, athlete_id, with_for_update=for_update)
+
+
+def set_balance_state(
+    session: Session,
+    athlete_id: int,
+    *,
+    status: str,
+    since: datetime,
+    evaluated_at: datetime,
+    last_warned_at: datetime | None,
+    report: dict[str, Any] | None,
+) -> BalanceState:
+    """Insert or update the athlete's balance state (flushed, not committed)."""
+    state = session.get(BalanceState, athlete_id)
+    if state is None:
+        state = BalanceState(athlete_id=athlete_id)
+        session.add(state)
+    state.status = status
+    state.since = since
+    state.evaluated_at = evaluated_at
+    state.last_warned_at = last_warned_at
+    state.report = report
+    session.flush()
+    return state
+
+
+def enqueue(
+    session: Session,
+    message: Message,
+    *,
+    athlete_id: int | None,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> OutboxMessage:
+    """Write a message with one delivery per URL key (flushed, not committed).
+
+    With no URL key the message is "log only": the notifier logs it and marks it done.
+    """
+    row = OutboxMessage(
+        athlete_id=athlete_id,
+        kind=message.kind,
+        title=message.title,
+        body=message.body,
+        created_at=now,
+        done_at=None,
+    )
+    for key in dict.fromkeys(url_keys):  # same URL configured twice: deliver once
+        row.deliveries.append(
+            OutboxDelivery(url_key=key, attempts=0, next_attempt_at=now, sent_at=None)
+        )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def due_deliveries(
+    session: Session, now: datetime, *, limit: int | None = None
+) -> list[OutboxDelivery]:
+    """Unsent deliveries whose next attempt is due, oldest first."""
+    stmt = (
+        select(OutboxDelivery)
+        .where(OutboxDelivery.sent_at.is_(None), OutboxDelivery.next_attempt_at <= now)
+        .order_by(OutboxDelivery.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def claim_delivery(session: Session, delivery_id: int, now: datetime) -> OutboxDelivery | None:
+    """Lock one delivery that is still unsent and due, or None if it is not (any more).
+
+    On PostgreSQL the row is locked with SKIP LOCKED, so that with several workers one
+    delivery is sent by one of them only; SQLite serialises writers anyway.
+    """
+    stmt = (
+        select(OutboxDelivery)
+        .where(
+            OutboxDelivery.id == delivery_id,
+            OutboxDelivery.sent_at.is_(None),
+            OutboxDelivery.next_attempt_at <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(stmt).first()
+
+
+def log_only_messages(session: Session) -> list[OutboxMessage]:
+    """Messages not done that have no delivery at all (no URL was configured)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.done_at.is_(None), ~OutboxMessage.deliveries.any())
+        .order_by(OutboxMessage.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_sent(session: Session, delivery: OutboxDelivery, now: datetime) -> None:
+    """Mark a delivery sent; the message is done once all its deliveries are."""
+    delivery.sent_at = now
+    delivery.attempts += 1
+    delivery.last_error = None
+    session.flush()
+    unsent = session.scalar(
+        select(func.count())
+        .select_from(OutboxDelivery)
+        .where(
+            OutboxDelivery.message_id == delivery.message_id,
+            OutboxDelivery.sent_at.is_(None),
+        )
+    )
+    if not unsent:
+        delivery.message.done_at = now
+        session.flush()
+
+
+def mark_failed(
+    session: Session, delivery: OutboxDelivery, *, error: str, next_attempt_at: datetime
+) -> None:
+    """Record a failed attempt and when to try again. `error` must hold no secret."""
+    delivery.attempts += 1
+    delivery.last_error = error[:MAX_ERROR_CHARS]
+    delivery.next_attempt_at = next_attempt_at
+    session.flush()
+
+
+def mark_logged(session: Session, message: OutboxMessage, now: datetime) -> None:
+    """Mark a log-only message done."""
+    message.done_at = now
+    session.flush()
+
+
+def pending_count(session: Session) -> int:
+    """How many messages are not yet delivered everywhere."""
+    n = session.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.done_at.is_(None))
+    )
+    return int(n or 0)
