@@ -1,0 +1,505 @@
+"""Classify a run as uphill, downhill or flat from its elevation profile or its summary.
+
+Pure: no I/O, no clock, no logging. Only hillsync.model is imported, so that the rules can be
+re-run on stored data (`reclassify`) and tested without any source or store.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hillsync.model import (
+    EARTH_RADIUS_M,
+    INDOOR_SPORTS,
+    PROFILE_STEP_M,
+    Classification,
+    ClassifyParams,
+    FloatArray,
+    Profile,
+    Summary,
+    Terrain,
+    Track,
+    is_loop,
+)
+
+#: Bump when a change of the rules could change a stored label.
+CLASSIFIER_VERSION: int = 1
+
+#: Altitudes outside this band are sensor garbage, not terrain (Dead Sea to above Everest).
+MIN_ALTITUDE_M = -500.0
+MAX_ALTITUDE_M = 9000.0
+#: Width of the smoothing window along the route.
+SMOOTHING_M = 50.0
+#: Length of the segments of the uphill/downhill/flat split.
+SEGMENT_M = 100.0
+#: Longer than any run: a distance beyond this is corrupt data.
+MAX_DISTANCE_M = 5_000_000.0
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def build_profile(track: Track) -> Profile | None:
+    """Clean raw samples and resample them every PROFILE_STEP_M (10 m) of distance.
+
+    Altitudes that are NaN or outside -500..9000 m are dropped, and so are leading samples
+    of exactly 0 (a device writes 0 until its altitude locks). Distance comes from
+    `track.distance_m` when it has any value (repaired to be non-decreasing), else from the
+    positions, else from speed x time; the jump between two `segment` numbers is not
+    distance. Returns None when no usable altitude is left (none at all, or all exactly 0)
+    or no plausible distance can be derived. Raises nothing.
+    """
+    n = len(track)
+    if n == 0:
+        return None
+    alt = np.asarray(track.altitude_m, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(alt) & (alt >= MIN_ALTITUDE_M) & (alt <= MAX_ALTITUDE_M)
+    nonzero = np.flatnonzero(valid & (alt != 0.0))
+    if nonzero.size == 0:
+        return None
+    valid[: nonzero[0]] = False
+
+    dist = _track_distance(track)
+    if dist is None:
+        return None
+    total = float(dist[-1])
+
+    xp = dist[valid]
+    fp = alt[valid]
+    # At a standstill several samples share one distance; np.interp needs increasing xp.
+    keep = np.empty(xp.shape[0], dtype=bool)
+    keep[:-1] = xp[1:] > xp[:-1]
+    keep[-1] = True
+    xp = xp[keep]
+    fp = fp[keep]
+
+    if not total <= MAX_DISTANCE_M:
+        # A corrupt distance would make a grid of billions of points.
+        return None
+    steps = math.floor(total / PROFILE_STEP_M)
+    grid = np.arange(steps + 1, dtype=np.float64) * PROFILE_STEP_M
+    if total - grid[-1] > 1e-9:
+        grid = np.append(grid, total)
+    altitude = np.interp(grid, xp, fp)
+    return Profile(altitude_m=altitude, distance_m=total, step_m=PROFILE_STEP_M)
+
+
+def _track_distance(track: Track) -> FloatArray | None:
+    """Cumulative distance from the first sample, non-decreasing; None when underivable."""
+    n = len(track)
+    if track.distance_m is not None:
+        d = _repair_cumulative(np.asarray(track.distance_m, dtype=np.float64))
+        if d is not None:
+            return d
+    steps: FloatArray | None = None
+    if track.lat is not None and track.lon is not None:
+        steps = _position_steps(
+            np.asarray(track.lat, dtype=np.float64), np.asarray(track.lon, dtype=np.float64)
+        )
+    if steps is None and track.speed_mps is not None and track.time_s is not None:
+        steps = _speed_steps(
+            np.asarray(track.speed_mps, dtype=np.float64),
+            np.asarray(track.time_s, dtype=np.float64),
+        )
+    if steps is None:
+        return None
+    if track.segment is not None and n > 1:
+        seg = np.asarray(track.segment)
+        steps[seg[1:] != seg[:-1]] = 0.0
+    out = np.empty(n, dtype=np.float64)
+    out[0] = 0.0
+    np.cumsum(steps, out=out[1:])
+    return out
+
+
+def _repair_cumulative(d: FloatArray) -> FloatArray | None:
+    """A device's cumulative distance with gaps filled and backward steps flattened."""
+    finite = np.isfinite(d)
+    if not finite.any():
+        return None
+    filled = np.where(finite, d, -np.inf)
+    filled = np.maximum.accumulate(filled)
+    # Leading gaps (before the first value) take the first value.
+    filled[~np.isfinite(filled)] = d[finite][0]
+    filled -= filled[0]
+    return filled
+
+
+def _position_steps(lat: FloatArray, lon: FloatArray) -> FloatArray | None:
+    """Haversine length of every step between samples; a missing fix carries the route on."""
+    n = lat.shape[0]
+    ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
+    idx = np.flatnonzero(ok)
+    if idx.size < 2:
+        return None
+    la = np.radians(lat[idx])
+    lo = np.radians(lon[idx])
+    h = (
+        np.sin(np.diff(la) / 2.0) ** 2
+        + np.cos(la[:-1]) * np.cos(la[1:]) * np.sin(np.diff(lo) / 2.0) ** 2
+    )
+    legs = 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+    steps = np.zeros(max(n - 1, 0), dtype=np.float64)
+    # The leg between two fixes is booked on the step that reaches the later fix.
+    steps[idx[1:] - 1] = legs
+    return steps
+
+
+def _speed_steps(speed: FloatArray, time_s: FloatArray) -> FloatArray | None:
+    """Distance of every step from speed x time (trapezoids); None without usable data."""
+    if speed.shape[0] < 2 or not np.isfinite(speed).any() or not np.isfinite(time_s).any():
+        return None
+    v = np.where(np.isfinite(speed) & (speed > 0.0), speed, 0.0)
+    dt = np.diff(time_s)
+    dt = np.where(np.isfinite(dt) & (dt > 0.0), dt, 0.0)
+    steps: FloatArray = 0.5 * (v[1:] + v[:-1]) * dt
+    return steps
+
+
+# --------------------------------------------------------------------------- classify
+
+
+def smooth(profile: Profile) -> FloatArray:
+    """The profile's altitudes smoothed over about SMOOTHING_M of distance.
+
+    A running median first removes spikes (a barometer's first readings, GPS jumps), then a
+    running mean the remaining noise. Windows shrink symmetrically at both ends, so that a
+    reversed route gives the reversed result. Altitudes are taken relative to their minimum,
+    so that a constant offset changes no comparison. Raises nothing.
+    """
+    z = np.asarray(profile.altitude_m, dtype=np.float64)
+    if z.size == 0:
+        return z.copy()
+    z = z - z.min()
+    k = max(1, round(SMOOTHING_M / profile.step_m))
+    half = k // 2
+    if half == 0 or z.size < 3:
+        return z
+    return _running_mean(_running_median(z, half), half)
+
+
+def _running_median(z: FloatArray, half: int) -> FloatArray:
+    """Median of each sample's window of +-half samples (shrinking at the ends)."""
+    n = z.size
+    if n < 2 * half + 1:
+        half = (n - 1) // 2
+    if half == 0:
+        return z
+    out = np.empty_like(z)
+    windows = np.lib.stride_tricks.sliding_window_view(z, 2 * half + 1)
+    out[half : n - half] = np.median(windows, axis=1)
+    for i in range(half):
+        w = 2 * i + 1
+        out[i] = np.median(z[:w])
+        out[n - 1 - i] = np.median(z[n - w :])
+    return out
+
+
+def _running_mean(z: FloatArray, half: int) -> FloatArray:
+    """Mean of each sample's window of +-half samples (shrinking at the ends)."""
+    n = z.size
+    if n < 2 * half + 1:
+        half = (n - 1) // 2
+    if half == 0:
+        return z
+    c = np.empty(n + 1, dtype=np.float64)
+    c[0] = 0.0
+    np.cumsum(z, out=c[1:])
+    out = np.empty_like(z)
+    w = 2 * half + 1
+    out[half : n - half] = (c[w:] - c[:-w]) / w
+    for i in range(half):
+        width = 2 * i + 1
+        out[i] = c[width] / width
+        out[n - 1 - i] = (c[n] - c[n - width]) / width
+    return out
+
+
+def gain_loss(z: FloatArray, hysteresis_m: float) -> tuple[float, float]:
+    """Total climb and descent of an altitude series, with a hysteresis.
+
+    A climb (descent) is counted only once it exceeds `hysteresis_m` from the last turning
+    point, so noise below the threshold adds nothing. Returns (gain, loss), both >= 0.
+    Raises nothing.
+    """
+    pts = _turning_points(z)
+    if pts.size < 2:
+        return 0.0, 0.0
+    h = max(0.0, float(hysteresis_m))
+    gain = 0.0
+    loss = 0.0
+    values: list[float] = pts.tolist()
+    hi = lo = values[0]
+    direction = 0
+    tp = ext = values[0]
+    for x in values[1:]:
+        if direction == 0:
+            hi = max(hi, x)
+            lo = min(lo, x)
+            if hi - lo > h:
+                if x == hi:
+                    direction, tp, ext = 1, lo, x
+                else:
+                    direction, tp, ext = -1, hi, x
+        elif direction == 1:
+            if x > ext:
+                ext = x
+            elif ext - x > h:
+                gain += ext - tp
+                direction, tp, ext = -1, ext, x
+        elif x < ext:
+            ext = x
+        elif x - ext > h:
+            loss += tp - ext
+            direction, tp, ext = 1, ext, x
+    if direction == 1:
+        gain += ext - tp
+    elif direction == -1:
+        loss += tp - ext
+    return gain, loss
+
+
+def _turning_points(z: FloatArray) -> FloatArray:
+    """The series reduced to its ends and local extrema (what the hysteresis looks at)."""
+    z = z[np.isfinite(z)]
+    if z.size < 3:
+        return z
+    d = np.diff(z)
+    z = z[np.concatenate(([True], d != 0.0))]
+    if z.size < 3:
+        return z
+    s = np.sign(np.diff(z))
+    keep = np.concatenate(([True], s[1:] != s[:-1], [True]))
+    return z[keep]
+
+
+def split(profile: Profile, z: FloatArray, grade_pct: float) -> tuple[float, float, float]:
+    """Lengths of the route in 100 m segments that climb, descend, or neither.
+
+    `z` is the smoothed altitude at the profile's samples. A segment whose grade is at least
+    +grade_pct counts as uphill, at most -grade_pct as downhill, else flat; the last, shorter
+    segment is included, so the three lengths add up to the profile's distance.
+    Raises nothing.
+    """
+    total = float(profile.distance_m)
+    if total <= 0.0 or z.size == 0:
+        return 0.0, 0.0, max(total, 0.0)
+    edges = np.arange(0.0, total, SEGMENT_M)
+    edges = np.append(edges, total)
+    alt = np.interp(edges, profile.distances(), z)
+    length = np.diff(edges)
+    rise = np.diff(alt)
+    limit = abs(grade_pct) / 100.0 * length
+    up = rise >= limit
+    down = rise <= -limit
+    uphill = float(length[up].sum())
+    downhill = float(length[down & ~up].sum())
+    return uphill, downhill, _rest(total, uphill, downhill)
+
+
+def _rest(total: float, a: float, b: float) -> float:
+    """The c for which a + b + c == total holds exactly in floating point."""
+    c = total - (a + b)
+    for _ in range(4):
+        err = total - (a + b + c)
+        if err == 0.0:
+            break
+        c += err
+    return max(c, 0.0)
+
+
+def _finite_nonneg(x: float | None) -> float | None:
+    """x when it is a usable total (finite, not negative), else None."""
+    if x is None:
+        return None
+    x = float(x)
+    if not math.isfinite(x) or x < 0.0:
+        return None
+    return x
+
+
+def _label(gain: float, loss: float, distance_m: float, params: ClassifyParams) -> Terrain:
+    """The terrain label of a run with known gain, loss and a distance > 0."""
+    km = distance_m / 1000.0
+    if loss / km >= params.hilly_m_per_km and loss >= params.downhill_ratio * gain:
+        return Terrain.DOWNHILL
+    if gain / km >= params.hilly_m_per_km:
+        return Terrain.UPHILL
+    return Terrain.FLAT
+
+
+def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) -> Classification:
+    """Label a run from its profile when it has a usable one, else from its summary.
+
+    Reported totals (device or API) are preferred for gain and loss; the profile gives the
+    uphill/downhill/flat split and what the totals lack. A summary-only point-to-point run
+    without a loss figure is decided from its elevation range when the bounds settle the
+    label, else it is `unknown` with `needs_profile=True`. Raises nothing: bad figures
+    (NaN, negative) are treated as missing.
+    """
+    inputs: dict[str, Any] = {
+        "method": "summary",
+        "gain_from": "none",
+        "loss_from": "none",
+        "split": "none",
+        "hilly_m_per_km": params.hilly_m_per_km,
+        "downhill_ratio": params.downhill_ratio,
+        "grade_pct": params.grade_pct,
+        "hysteresis_m": params.hysteresis_m,
+    }
+    reported_gain = _finite_nonneg(summary.reported_gain_m)
+    reported_loss = _finite_nonneg(summary.reported_loss_m)
+    usable = _usable_profile(profile)
+    distance = _finite_nonneg(summary.distance_m)
+    if not distance and usable is not None:
+        distance = float(usable.distance_m)
+    distance = distance or 0.0
+
+    def result(
+        label: Terrain,
+        gain: float | None,
+        loss: float | None,
+        parts: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        needs_profile: bool = False,
+    ) -> Classification:
+        return Classification(
+            label=label,
+            distance_m=distance,
+            elevation_gain_m=gain,
+            elevation_loss_m=loss,
+            uphill_m=parts[0],
+            downhill_m=parts[1],
+            flat_m=parts[2],
+            version=CLASSIFIER_VERSION,
+            inputs=inputs,
+            needs_profile=needs_profile,
+        )
+
+    if summary.indoor or summary.sport in INDOOR_SPORTS:
+        inputs["reason"] = "indoor"
+        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+    if distance <= 0.0:
+        inputs["reason"] = "no distance"
+        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+
+    if usable is not None:
+        return _classify_profile(usable, distance, reported_gain, reported_loss, params, inputs)
+
+    if reported_gain is None and reported_loss is None:
+        inputs["reason"] = "no elevation"
+        # A profile that was there held only zeros: fetching it again would not help.
+        return result(Terrain.UNKNOWN, None, None, needs_profile=profile is None)
+
+    loop = is_loop(summary.start_latlng, summary.end_latlng)
+    gain, loss = reported_gain, reported_loss
+    if gain is not None:
+        inputs["gain_from"] = "reported"
+    if loss is not None:
+        inputs["loss_from"] = "reported"
+    if loop:
+        if gain is None:
+            gain, inputs["gain_from"] = loss, "loop"
+        if loss is None:
+            loss, inputs["loss_from"] = gain, "loop"
+    if gain is not None and loss is not None:
+        return result(_label(gain, loss, distance, params), gain, loss)
+
+    # Point-to-point (or unknown ends) with one figure: loss - gain == start - end and
+    # |start - end| <= range, which may already settle the label.
+    rng = _finite_nonneg(summary.elevation_range_m)
+    if rng is not None:
+        known = gain if gain is not None else loss
+        assert known is not None
+        lo, hi = max(0.0, known - rng), known + rng
+        if gain is not None:
+            first = _label(gain, lo, distance, params)
+            last = _label(gain, hi, distance, params)
+            inputs["loss_from"] = "range"
+            inputs["loss_min_m"], inputs["loss_max_m"] = lo, hi
+        else:
+            assert loss is not None
+            first = _label(lo, loss, distance, params)
+            last = _label(hi, loss, distance, params)
+            inputs["gain_from"] = "range"
+            inputs["gain_min_m"], inputs["gain_max_m"] = lo, hi
+        # Along either line the label is monotone, so equal ends settle the whole interval.
+        if first == last:
+            return result(first, gain, loss)
+    inputs["reason"] = "point-to-point without loss"
+    return result(Terrain.UNKNOWN, gain, loss, needs_profile=True)
+
+
+def _usable_profile(profile: Profile | None) -> Profile | None:
+    """The profile when it holds a real elevation along some distance, else None."""
+    if profile is None:
+        return None
+    z = np.asarray(profile.altitude_m, dtype=np.float64)
+    if z.size == 0 or not (profile.distance_m > 0.0) or not np.isfinite(z).all():
+        return None
+    if not z.any():
+        return None
+    return profile
+
+
+def _classify_profile(
+    profile: Profile,
+    distance: float,
+    reported_gain: float | None,
+    reported_loss: float | None,
+    params: ClassifyParams,
+    inputs: dict[str, Any],
+) -> Classification:
+    """The profile path of `classify` (the profile is usable, the run outdoors)."""
+    z = smooth(profile)
+    p_gain, p_loss = gain_loss(z, params.hysteresis_m)
+    net = float(z[-1] - z[0])
+    gain, loss = p_gain, p_loss
+    inputs.update(
+        method="profile",
+        split="profile",
+        gain_from="profile",
+        loss_from="profile",
+        profile_gain_m=p_gain,
+        profile_loss_m=p_loss,
+    )
+    # With one reported total, the other follows from it and the profile's net change
+    # (loss - gain == start - end), keeping both on the reported scale.
+    if reported_gain is not None:
+        gain, inputs["gain_from"] = reported_gain, "reported"
+        if reported_loss is None:
+            derived = reported_gain - net
+            loss = derived if derived >= 0.0 else p_loss
+    if reported_loss is not None:
+        loss, inputs["loss_from"] = reported_loss, "reported"
+        if reported_gain is None:
+            derived = reported_loss + net
+            gain = derived if derived >= 0.0 else p_gain
+    up, down, _ = split(profile, z, params.grade_pct)
+    scale = distance / float(profile.distance_m)
+    up, down = up * scale, down * scale
+    parts = (up, down, _rest(distance, up, down))
+    return Classification(
+        label=_label(gain, loss, distance, params),
+        distance_m=distance,
+        elevation_gain_m=gain,
+        elevation_loss_m=loss,
+        uphill_m=parts[0],
+        downhill_m=parts[1],
+        flat_m=parts[2],
+        version=CLASSIFIER_VERSION,
+        inputs=inputs,
+    )
+
+
+__all__ = [
+    "CLASSIFIER_VERSION",
+    "build_profile",
+    "classify",
+    "gain_loss",
+    "smooth",
+    "split",
+]
