@@ -117,13 +117,14 @@ def enqueue_needs_auth(
     url_keys: Sequence[str],
     now: datetime,
     *,
-    previous_state: str | None,
+    previous_state: str | None = None,
 ) -> OutboxMessage | None:
     """Enqueue "reconnect this account" once per episode.
 
     `previous_state` is the source's sync state before this poll: the message is enqueued
     only when it was not already `needs_auth`, so polling a revoked account again and again
-    sends one message. Returns the message, or None when none was due. Nothing is committed.
+    sends one message. A caller that checked this itself passes nothing.
+    Returns the message, or None when none was due. Nothing is committed.
     """
     if previous_state == "needs_auth":
         return None

@@ -176,3 +176,18 @@ def pending_count(session: Session) -> int:
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.done_at.is_(None))
     )
     return int(n or 0)
+
+
+def all_messages(session: Session) -> list[OutboxMessage]:
+    """Every message not done yet, oldest first (the demo's console notifier shows them)."""
+    stmt = select(OutboxMessage).where(OutboxMessage.done_at.is_(None)).order_by(OutboxMessage.id)
+    return list(session.scalars(stmt))
+
+
+def mark_all_done(session: Session, now: datetime) -> int:
+    """Mark every message not done yet as done (shown elsewhere); returns how many."""
+    messages = all_messages(session)
+    for message in messages:
+        message.done_at = now
+    session.flush()
+    return len(messages)
