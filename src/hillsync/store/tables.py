@@ -206,6 +206,7 @@ class ActivityRow(Base):
     elapsed_time_s: Mapped[float | None] = mapped_column(Float)
     reported_gain_m: Mapped[float | None] = mapped_column(Float)
     reported_loss_m: Mapped[float | None] = mapped_column(Float)
+    elevation_range_m: Mapped[float | None] = mapped_column(Float)
     start_lat: Mapped[float | None] = mapped_column(Float)
     start_lon: Mapped[float | None] = mapped_column(Float)
     end_lat: Mapped[float | None] = mapped_column(Float)
@@ -229,6 +230,8 @@ class ActivityRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: Set when the source no longer has it (a full re-list); such a row belongs to no run.
+    deleted_at: Mapped[datetime | None]
 
     run: Mapped[Run | None] = relationship(back_populates="activities")
 

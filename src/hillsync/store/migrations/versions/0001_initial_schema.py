@@ -147,6 +147,7 @@ def upgrade() -> None:
         sa.Column("elapsed_time_s", sa.Float(), nullable=True),
         sa.Column("reported_gain_m", sa.Float(), nullable=True),
         sa.Column("reported_loss_m", sa.Float(), nullable=True),
+        sa.Column("elevation_range_m", sa.Float(), nullable=True),
         sa.Column("start_lat", sa.Float(), nullable=True),
         sa.Column("start_lon", sa.Float(), nullable=True),
         sa.Column("end_lat", sa.Float(), nullable=True),
@@ -168,6 +169,7 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["athlete_id"],
             ["athletes.id"],
