@@ -480,7 +480,9 @@ def _classify_profile(
             gain = derived if derived >= 0.0 else p_gain
     up, down, _ = split(profile, z, params.grade_pct)
     scale = distance / float(profile.distance_m)
-    up, down = up * scale, down * scale
+    # Rounding of the scale must not let the parts exceed the distance.
+    up = min(up * scale, distance)
+    down = min(down * scale, distance - up)
     parts = (up, down, _rest(distance, up, down))
     return Classification(
         label=_label(gain, loss, distance, params),
