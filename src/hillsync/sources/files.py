@@ -1,0 +1,350 @@
+"""The folder source: FIT, GPX and TCX files (also .gz) and Strava / Garmin export folders.
+
+A file is known by its path relative to the folder and its fingerprint (size and mtime):
+a rescan only stats files, so a folder of ten thousand runs costs no reading. A file that
+cannot be read is rejected once, with its reason, and never blocks the files beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hillsync.errors import BadActivity, SourceUnavailable
+from hillsync.model import Activity, Batch, Rejected
+from hillsync.sources.base import SourceState
+from hillsync.sources.fileformats import (
+    activity_members,
+    describe_file_error,
+    is_activity_file,
+    map_sport,
+    read_activity,
+    read_zip_member,
+)
+
+log = structlog.get_logger(__name__)
+
+#: A file modified more recently than this may still be being written (a watch syncing
+#: over USB, a copy in progress): it is left for the next sync.
+SETTLE_S = 2.0
+STRAVA_CSV = "activities.csv"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _ExportInfo:
+    """What an export's index says of one file (Strava activities.csv, Garmin summaries)."""
+
+    sport: str | None
+    name: str | None
+    remote_id: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One unit of work: a file, a zip member, or the marker that a zip is done."""
+
+    key: str
+    fingerprint: str
+    path: Path
+    member: str | None = None
+    marker: bool = False
+
+
+class FolderSource:
+    """A folder of activity files, rescanned by size and mtime."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        batch_size: int = 50,
+        clock: Callable[[], datetime] = _utcnow,
+        settle_s: float = SETTLE_S,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._name = name
+        self._path = path.expanduser()
+        self._batch_size = batch_size
+        self._clock = clock
+        self._settle_s = settle_s
+
+    @property
+    def name(self) -> str:
+        """The source's name (a folder's `name` key, by default "folder")."""
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        """Always "folder"."""
+        return "folder"
+
+    @property
+    def path(self) -> Path:
+        """The folder scanned."""
+        return self._path
+
+    def fetch(self, state: SourceState) -> Iterator[Batch]:
+        """Yield batches of the new or changed files; known files are not even opened.
+
+        Raises SourceUnavailable when the folder does not exist or cannot be listed.
+        """
+        root = self._path
+        if not root.is_dir():
+            raise SourceUnavailable(f"folder {root} does not exist", source=self._name)
+        now = self._clock().timestamp()
+        items, exports = self._scan(root, state.seen, now)
+        log.info("folder_scanned", source=self._name, pending=sum(not i.marker for i in items))
+        indexes: dict[Path, Mapping[str, _ExportInfo]] = {}
+        garmin_index: Mapping[str, _ExportInfo] | None = None
+
+        activities: list[Activity] = []
+        rejected: list[Rejected] = []
+        seen: dict[str, str] = {}
+        count = 0
+        for item in items:
+            seen[item.key] = item.fingerprint
+            if item.marker:
+                continue
+            try:
+                if item.member is None:
+                    activity = read_activity(item.path, source=self._name, source_id=item.key)
+                    export_dir = exports.get(item.key)
+                    if export_dir is not None:
+                        if export_dir not in indexes:
+                            indexes[export_dir] = _read_strava_csv(export_dir / STRAVA_CSV)
+                        rel = item.path.relative_to(export_dir).as_posix()
+                        activity = _apply_export(activity, indexes[export_dir].get(rel))
+                else:
+                    activity = self._read_member(item)
+                    if garmin_index is None:
+                        garmin_index = _read_garmin_summaries(root)
+                    activity = _apply_export(
+                        activity, garmin_index.get(_garmin_id(item.member) or "")
+                    )
+                activities.append(activity)
+            except BadActivity as exc:
+                reason = describe_file_error(exc)
+                log.warning("file_rejected", source=self._name, file=item.key, reason=reason)
+                rejected.append(Rejected(item.key, reason, item.fingerprint))
+            count += 1
+            if count >= self._batch_size:
+                yield Batch(activities=activities, rejected=rejected, seen=seen)
+                activities, rejected, seen, count = [], [], {}, 0
+        if seen:
+            yield Batch(activities=activities, rejected=rejected, seen=seen)
+
+    def _read_member(self, item: _Item) -> Activity:
+        """Raises BadActivity when the zip or the member cannot be read."""
+        assert item.member is not None
+        try:
+            with zipfile.ZipFile(item.path) as zf:
+                return read_zip_member(zf, item.member, source=self._name, source_id=item.key)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BadActivity(f"damaged zip: {describe_file_error(exc)}") from exc
+
+    def _scan(
+        self, root: Path, seen: Mapping[str, str], now: float
+    ) -> tuple[list[_Item], dict[str, Path]]:
+        """The work to do, in a deterministic order, and which keys belong to a Strava export.
+
+        Raises SourceUnavailable when the folder cannot be listed.
+        """
+        items: list[_Item] = []
+        exports: dict[str, Path] = {}
+        settle_ns = int(self._settle_s * 1e9)
+        now_ns = int(now * 1e9)
+        stack: list[tuple[Path, str, Path | None]] = [(root, "", None)]
+        while stack:
+            folder, prefix, export_dir = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                if folder == root:
+                    raise SourceUnavailable(
+                        f"folder {root} cannot be listed: {exc.strerror}", source=self._name
+                    ) from exc
+                log.warning("folder_unreadable", source=self._name, folder=prefix)
+                continue
+            names = {e.name for e in entries}
+            if STRAVA_CSV in names and "activities" in names:
+                export_dir = folder
+            subdirs: list[tuple[Path, str, Path | None]] = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # hidden files and the temporary files of copy tools
+                key = prefix + entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append((Path(entry.path), key + "/", export_dir))
+                        continue
+                    lower = entry.name.lower()
+                    is_zip = lower.endswith(".zip")
+                    if not (is_zip or is_activity_file(lower)):
+                        continue
+                    st = entry.stat()
+                except OSError:
+                    continue
+                fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+                if seen.get(key) == fingerprint:
+                    continue
+                if now_ns - st.st_mtime_ns < settle_ns:
+                    log.debug("file_settling", source=self._name, file=key)
+                    continue
+                path = Path(entry.path)
+                if is_zip:
+                    items.extend(self._zip_items(path, key, fingerprint, seen))
+                else:
+                    items.append(_Item(key, fingerprint, path))
+                    if export_dir is not None:
+                        exports[key] = export_dir
+            # Depth first, in name order: pushed reversed so the first name pops first.
+            stack.extend(reversed(subdirs))
+        return items, exports
+
+    def _zip_items(
+        self, path: Path, key: str, fingerprint: str, seen: Mapping[str, str]
+    ) -> list[_Item]:
+        """The members of a changed zip not read before, then the marker that ends the zip."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = {i.filename: i for i in zf.infolist()}
+                members = activity_members(zf)
+        except (zipfile.BadZipFile, OSError) as exc:
+            # Recorded as rejected by the zip's own key, once.
+            return [_Item(key, fingerprint, path, member=f"<{type(exc).__name__}>")]
+        out: list[_Item] = []
+        for member in members:
+            info = infos[member]
+            member_fp = f"{info.file_size}:{info.CRC:08x}"
+            member_key = f"{key}/{member}"
+            if seen.get(member_key) != member_fp:
+                out.append(_Item(member_key, member_fp, path, member=member))
+        # The zip's own fingerprint is recorded after its members, in the batch holding the
+        # last one, so a crash in the middle re-opens the zip instead of skipping the rest.
+        out.append(_Item(key, fingerprint, path, marker=True))
+        return out
+
+
+def _apply_export(activity: Activity, info: _ExportInfo | None) -> Activity:
+    if info is None:
+        return activity
+    raw: dict[str, Any] = dict(activity.raw or {})
+    raw["export"] = {
+        "origin": info.origin,
+        "sport": info.sport,
+        "name": info.name,
+        "id": info.remote_id,
+    }
+    # Strava's CSV says what the runner filed the activity as; a Garmin FIT file already
+    # says its own sport better than the export summary's type key.
+    sport = activity.sport
+    if info.sport and info.origin == "strava_export":
+        sport = map_sport(info.sport)
+    return dataclasses.replace(
+        activity,
+        sport=sport,
+        name=info.name or activity.name,
+        indoor=activity.indoor or sport in ("treadmill", "virtual_run"),
+        raw=raw,
+    )
+
+
+def _read_strava_csv(path: Path) -> Mapping[str, _ExportInfo]:
+    """Strava's activities.csv, by file name relative to the export; {} when unreadable.
+
+    Strava's CSV repeats some column names (two "Distance" columns): the first one counts.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError:
+        log.warning("export_index_unreadable", file=str(path.name))
+        return {}
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if header is None:
+        return {}
+    col: dict[str, int] = {}
+    for i, title in enumerate(header):
+        col.setdefault(title.strip(), i)
+    if "Filename" not in col:
+        return {}
+
+    def cell(row: list[str], title: str) -> str | None:
+        i = col.get(title)
+        if i is None or i >= len(row):
+            return None
+        return row[i].strip() or None
+
+    out: dict[str, _ExportInfo] = {}
+    for row in rows:
+        filename = cell(row, "Filename")
+        if not filename:
+            continue
+        out[filename.lstrip("/")] = _ExportInfo(
+            sport=cell(row, "Activity Type"),
+            name=cell(row, "Activity Name"),
+            remote_id=cell(row, "Activity ID"),
+            origin="strava_export",
+        )
+    return out
+
+
+_GARMIN_ID = re.compile(r"(\d{6,})")
+
+
+def _garmin_id(member: str) -> str | None:
+    match = _GARMIN_ID.search(member.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
+
+
+def _read_garmin_summaries(root: Path) -> Mapping[str, _ExportInfo]:
+    """Garmin export summaries (DI-Connect-Fitness/*summarizedActivities.json) by activity id.
+
+    Missing or damaged summaries give {}: the FIT files carry their own sport.
+    """
+    out: dict[str, _ExportInfo] = {}
+    for path in sorted(root.rglob("*summarizedActivities*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("export_index_unreadable", file=path.name)
+            continue
+        blocks = data if isinstance(data, list) else [data]
+        for block in blocks:
+            entries = block.get("summarizedActivitiesExport") if isinstance(block, dict) else None
+            if not isinstance(entries, list):
+                continue
+            for entry in entries:
+                if not isinstance(entry, dict) or "activityId" not in entry:
+                    continue
+                sport = entry.get("activityType") or entry.get("sportType")
+                if isinstance(sport, dict):
+                    sport = sport.get("typeKey")
+                name = entry.get("name")
+                out[str(entry["activityId"])] = _ExportInfo(
+                    sport=sport if isinstance(sport, str) else None,
+                    name=name if isinstance(name, str) else None,
+                    remote_id=str(entry["activityId"]),
+                    origin="garmin_export",
+                )
+    return out
