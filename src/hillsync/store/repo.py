@@ -409,7 +409,7 @@ def list_runs(
         stmt = stmt.where(Run.start_time >= since)
     if label is not None:
         stmt = stmt.where(Run.label == label)
-    rows = list(session.execute(stmt.order_by(Run.start_time, Run.id)).tuples())
+    rows = list(session.execute(stmt.order_by(Run.start_time, Run.id)))
     sources: dict[int, list[tuple[str, str]]] = {}
     run_ids = [run.id for run, _ in rows]
     for i in range(0, len(run_ids), _CHUNK):

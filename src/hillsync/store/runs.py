@@ -66,7 +66,7 @@ def _candidate_runs(session: Session, row: ActivityRow) -> set[int]:
         by_external = select(ActivityRow.run_id, ActivityRow.external_id).where(
             *same, or_(*(ActivityRow.external_id.startswith(p) for p in prefixes))
         )
-        for run_id, external_id in session.execute(by_external).tuples():
+        for run_id, external_id in session.execute(by_external):
             # The prefix also matches longer ids (123 vs 1234): check the id itself.
             if run_id is not None and garmin_id_of(external_id) == row.source_id:
                 runs.add(run_id)
@@ -76,7 +76,7 @@ def _candidate_runs(session: Session, row: ActivityRow) -> set[int]:
             ActivityRow.start_time >= row.start_time - MATCH_WINDOW,
             ActivityRow.start_time <= row.start_time + MATCH_WINDOW,
         )
-        for run_id, distance in session.execute(near).tuples():
+        for run_id, distance in session.execute(near):
             if run_id is not None and _distances_match(row.distance_m, distance):
                 runs.add(run_id)
     if row.run_id is not None:
