@@ -138,10 +138,8 @@ def _position_steps(lat: FloatArray, lon: FloatArray) -> FloatArray | None:
         return None
     la = np.radians(lat[idx])
     lo = np.radians(lon[idx])
-    h = (
-        np.sin(np.diff(la) / 2.0) ** 2
-        + np.cos(la[:-1]) * np.cos(la[1:]) * np.sin(np.diff(lo) / 2.0) ** 2
-    )
+    cos_la = np.cos(la)
+    h = np.sin(np.diff(la) / 2.0) ** 2 + cos_la[:-1] * cos_la[1:] * np.sin(np.diff(lo) / 2.0) ** 2
     legs = 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
     steps = np.zeros(max(n - 1, 0), dtype=np.float64)
     # The leg between two fixes is booked on the step that reaches the later fix.
