@@ -548,6 +548,11 @@ class _Progress:
         }
 
 
+#: Logged-in clients by token file, valid while the file is the one they were made from:
+#: the worker builds a source per cycle, and a token login costs two profile requests.
+_CLIENTS: dict[tuple[Path, int], tuple[int | None, Garmin]] = {}
+
+
 class GarminSource:
     """Activities of one Garmin Connect account (implements sources.base.Source)."""
 
@@ -582,7 +587,6 @@ class GarminSource:
         self._command = reconnect_command
         self._page_size = page_size
         self._garmin: Garmin | None = None
-        self._token_mtime: int | None = None
 
     @property
     def name(self) -> str:
@@ -607,6 +611,7 @@ class GarminSource:
         )
         if isinstance(err, AuthRequired):
             self._garmin = None
+            _CLIENTS.pop((_token_path(self._token_dir).absolute(), id(self._factory)), None)
         log.warning(
             "garmin_call_failed", source=self._name, during=during, error=type(err).__name__
         )
@@ -627,13 +632,16 @@ class GarminSource:
                 source=self._name,
                 command=self._command,
             ) from None
-        if self._garmin is not None and mtime == self._token_mtime:
-            return self._garmin
+        key = (_token_path(self._token_dir).absolute(), id(self._factory))
+        cached = _CLIENTS.get(key)
+        if cached is not None and cached[0] == mtime:
+            self._garmin = cached[1]
+            return cached[1]
         garmin = self._factory(retry_attempts=0)
         # A path, not the JSON: the library writes refreshed tokens back to it.
         self._call("at login", garmin.login, str(self._token_dir))
         self._garmin = garmin
-        self._token_mtime = self._mtime()
+        _CLIENTS[key] = (self._mtime(), garmin)
         return garmin
 
     def _mtime(self) -> int | None:
@@ -683,7 +691,9 @@ class GarminSource:
                 yield from self._backfill(garmin, prog)
         finally:
             # Our own client may have refreshed (rewritten) the token file meanwhile.
-            self._token_mtime = self._mtime()
+            key = (_token_path(self._token_dir).absolute(), id(self._factory))
+            if self._garmin is not None and key in _CLIENTS:
+                _CLIENTS[key] = (self._mtime(), self._garmin)
 
     def _poll(self, garmin: Garmin, prog: _Progress) -> Iterator[Batch]:
         assert prog.newest is not None
