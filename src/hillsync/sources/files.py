@@ -172,53 +172,53 @@ class FolderSource:
         exports: dict[str, Path] = {}
         settle_ns = int(self._settle_s * 1e9)
         now_ns = int(now * 1e9)
-        stack: list[tuple[Path, str, Path | None]] = [(root, "", None)]
+        # Entries waiting, last first: a folder's entries replace it on the stack in name
+        # order, so the walk visits paths in lexicographic order, depth first.
+        stack: list[tuple[os.DirEntry[str] | None, str, Path | None]] = [(None, "", None)]
         while stack:
-            folder, prefix, export_dir = stack.pop()
-            try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except OSError as exc:
-                if folder == root:
-                    raise SourceUnavailable(
-                        f"folder {root} cannot be listed: {exc.strerror}", source=self._name
-                    ) from exc
-                log.warning("folder_unreadable", source=self._name, folder=prefix)
-                continue
-            names = {e.name for e in entries}
-            if STRAVA_CSV in names and "activities" in names:
-                export_dir = folder
-            subdirs: list[tuple[Path, str, Path | None]] = []
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue  # hidden files and the temporary files of copy tools
-                key = prefix + entry.name
+            entry, key, export_dir = stack.pop()
+            if entry is None or entry.is_dir(follow_symlinks=False):
+                folder = root if entry is None else Path(entry.path)
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append((Path(entry.path), key + "/", export_dir))
-                        continue
-                    lower = entry.name.lower()
-                    is_zip = lower.endswith(".zip")
-                    if not (is_zip or is_activity_file(lower)):
-                        continue
-                    st = entry.stat()
-                except OSError:
+                    with os.scandir(folder) as it:
+                        entries = sorted(
+                            (e for e in it if not e.name.startswith(".")),
+                            key=lambda e: e.name,
+                        )
+                except OSError as exc:
+                    if entry is None:
+                        raise SourceUnavailable(
+                            f"folder {root} cannot be listed: {exc.strerror}", source=self._name
+                        ) from exc
+                    log.warning("folder_unreadable", source=self._name, folder=key)
                     continue
-                fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
-                if seen.get(key) == fingerprint:
-                    continue
-                if now_ns - st.st_mtime_ns < settle_ns:
-                    log.debug("file_settling", source=self._name, file=key)
-                    continue
-                path = Path(entry.path)
-                if is_zip:
-                    items.extend(self._zip_items(path, key, fingerprint, seen))
-                else:
-                    items.append(_Item(key, fingerprint, path))
-                    if export_dir is not None:
-                        exports[key] = export_dir
-            # Depth first, in name order: pushed reversed so the first name pops first.
-            stack.extend(reversed(subdirs))
+                names = {e.name for e in entries}
+                if STRAVA_CSV in names and "activities" in names:
+                    export_dir = folder
+                prefix = key + "/" if key else ""
+                stack.extend((e, prefix + e.name, export_dir) for e in reversed(entries))
+                continue
+            lower = entry.name.lower()
+            is_zip = lower.endswith(".zip")
+            if not (is_zip or is_activity_file(lower)):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue  # gone since the listing
+            fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+            if seen.get(key) == fingerprint:
+                continue
+            if now_ns - st.st_mtime_ns < settle_ns:
+                log.debug("file_settling", source=self._name, file=key)
+                continue
+            path = Path(entry.path)
+            if is_zip:
+                items.extend(self._zip_items(path, key, fingerprint, seen))
+            else:
+                items.append(_Item(key, fingerprint, path))
+                if export_dir is not None:
+                    exports[key] = export_dir
         return items, exports
 
     def _zip_items(
