@@ -30,6 +30,7 @@ import tenacity
 from garminconnect import (
     Garmin,
     GarminConnectAuthenticationError,
+    GarminConnectConnectionError,
     GarminConnectTooManyRequestsError,
 )
 
@@ -485,6 +486,35 @@ class TestConnect:
         assert "refusing logins from this network" in str(info.value)
         assert info.value.resume_at >= before + timedelta(minutes=30)
 
+    def test_login_blocked_suggests_importing_tokens(self, tmp_path: Path) -> None:
+        """A 403 at login (Cloudflare) says what failed and suggests a token file."""
+        fake = FakeMfaGarmin(error=GarminConnectConnectionError("Login failed: API Error 403"))
+        with pytest.raises(SourceUnavailable, match="HTTP 403") as info:
+            connect_garmin(
+                tmp_path,
+                email="me@example.org",
+                password_prompt=lambda: PASSWORD,
+                mfa_prompt=lambda: "1",
+                environ={},
+                garmin_factory=mfa_factory(fake),
+            )
+        assert "--tokens FILE" in str(info.value)
+
+    def test_empty_mfa_code_is_refused(self, tmp_path: Path) -> None:
+        """An empty MFA code stops the login with AuthRequired and no token file."""
+        fake = FakeMfaGarmin()
+        with pytest.raises(AuthRequired, match="MFA"):
+            connect_garmin(
+                tmp_path / "g",
+                email="me@example.org",
+                password_prompt=lambda: PASSWORD,
+                mfa_prompt=lambda: "  ",
+                environ={},
+                garmin_factory=mfa_factory(fake),
+            )
+        assert fake.codes == []
+        assert not (tmp_path / "g" / "garmin_tokens.json").exists()
+
 
 class TestImportTokens:
     """`connect garmin --tokens FILE` imports a token file made elsewhere and verifies it."""
@@ -613,6 +643,31 @@ class TestBackfill:
             a.start_time.date() >= since.date() for a in (x for b in more for x in b.activities)
         )
         assert last_cursor(more, cursor)["covered_since"] == since.date().isoformat()
+
+    def test_default_page_size_year_costs_few_requests(
+        self, token_dir: Path, rsps: responses.RequestsMock
+    ) -> None:
+        """A year of 300 activities costs one request per 90-day window (5) at 100 a page."""
+        add_profile(rsps)
+        server = FakeGarminServer(rsps, history(300))
+        batches = drain(make_source(token_dir).fetch(first_state()))
+        assert len(ids(batches)) == 300
+        assert len(server.list_calls) == 5
+        assert all(c["limit"] == "100" for c in server.list_calls)
+
+    def test_full_relists_the_window(self, token_dir: Path, rsps: responses.RequestsMock) -> None:
+        """state.full lists every activity of the window again, known or not."""
+        add_profile(rsps)
+        hist = history(40, days=200)
+        FakeGarminServer(rsps, hist)
+        cursor = last_cursor(drain(make_source(token_dir).fetch(first_state())))
+        again = drain(
+            make_source(token_dir).fetch(
+                SourceState(since=NOW - timedelta(days=365), cursor=cursor, full=True)
+            )
+        )
+        assert sorted(ids(again)) == sorted(str(s["activityId"]) for s in hist)
+        assert last_cursor(again, cursor)["backfill"] is None
 
 
 class TestPoll:

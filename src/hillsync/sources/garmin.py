@@ -210,6 +210,15 @@ _GARMIN_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _reason(exc: BaseException) -> str:
+    status = _status(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    if _is_transient(exc):
+        return "network error"
+    return type(exc).__name__
+
+
 def _default_retrying() -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(4),
@@ -311,9 +320,16 @@ def connect_garmin(
                 source="garmin",
                 command=CONNECT_COMMAND,
             ) from None
+        http = _status(exc)
+        if http == 403:
+            what = "Garmin blocked the login from this network or client (HTTP 403)"
+        elif _is_transient(exc):
+            what = f"Garmin Connect could not be reached at login ({_reason(exc)})"
+        else:
+            what = f"the Garmin login failed ({_reason(exc)})"
         raise SourceUnavailable(
-            f"{err} If Garmin keeps blocking logins from this network, import a token file "
-            "made on another machine with hillsync connect garmin --tokens FILE",
+            f"{what}; try again later, or import a token file made on another machine "
+            "with hillsync connect garmin --tokens FILE",
             source="garmin",
         ) from None
     _write_tokens(token_dir, tokens.encode())
