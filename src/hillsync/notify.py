@@ -12,6 +12,8 @@ apprise is imported lazily: it costs about half a second at start-up.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -37,6 +39,47 @@ _SEND_ERRORS = (OSError, ValueError, RuntimeError, TypeError, LookupError, Attri
 
 TEST_TITLE = "hillsync test"
 TEST_BODY = "This is a test message from hillsync: notifications reach you here."
+
+
+#: Third-party loggers that print notification URLs or request paths (tokens) at DEBUG.
+_CHATTY_LOGGERS = ("apprise", "urllib3.connectionpool", "urllib3.connection")
+
+
+class _UrlScrubber(logging.Filter):
+    """Masks every part of the configured notification URLs in apprise's and urllib3's logs.
+
+    apprise masks passwords but prints user names and path tokens (webhook ids, topics),
+    and urllib3 prints request paths; hillsync's own redaction only knows whole secrets.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fragments: set[str] = set()
+
+    def add(self, url: str) -> None:
+        rest = url.split("://", 1)[-1]
+        self.fragments.update(p for p in re.split(r"[:/@?&=#,;+]", rest) if len(p) >= 4)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.fragments:
+            return True
+        text = record.getMessage()
+        for fragment in sorted(self.fragments, key=len, reverse=True):
+            text = text.replace(fragment, "***")
+        record.msg, record.args = text, None
+        return True
+
+
+_scrubber = _UrlScrubber()
+
+
+def _install_scrubber(urls: Sequence[Secret]) -> None:
+    for url in urls:
+        _scrubber.add(url.reveal())
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _scrubber not in logger.filters:
+            logger.addFilter(_scrubber)
 
 
 def default_backoff(attempts: int) -> timedelta:
@@ -88,6 +131,7 @@ class Notifier:
         self._clock = clock
         self._factory = apprise_factory or _default_factory
         self._backoff = backoff
+        _install_scrubber(self._urls)
 
     @property
     def url_keys(self) -> list[str]:
