@@ -341,3 +341,42 @@ class TestRunsViews:
         with db.session() as s:
             view = repo.list_runs(s)[0]
             assert (view.label, view.elevation_gain_m) == ("uphill", 400.0)
+
+
+class TestWorkerHelpers:
+    """Small lookups the worker and the CLI use."""
+
+    def test_newest_start_and_get_state(self, db: Database) -> None:
+        """newest_start is the latest stored start, aware UTC; get_sync_state finds by id."""
+        sid = state_of(db)
+        with db.session() as s:
+            assert repo.newest_start(s, repo.get_sync_state(s, sid)) is None
+        later = START + timedelta(days=2)
+        save(db, sid, Batch(activities=[activity("1"), activity("2", start_time=later)]))
+        with db.session() as s:
+            got = repo.newest_start(s, repo.get_sync_state(s, sid))
+            assert got == later
+            assert got is not None
+            assert got.utcoffset() == timedelta(0)
+            with pytest.raises(StoreError):
+                repo.get_sync_state(s, 9999)
+
+    def test_clear_needs_auth_and_list_accounts(self, db: Database) -> None:
+        """A reconnect makes the source due again; accounts list with their athlete."""
+        sid = state_of(db)
+        with db.session() as s:
+            st = repo.get_sync_state(s, sid)
+            repo.record_sync_result(
+                s, st, status="needs_auth", now=NOW, next_sync=NOW, error="revoked"
+            )
+            me = repo.ensure_athlete(s, "me")
+            repo.upsert_account(s, me, "strava", "42", "Anna", None, "activity:read_all", NOW)
+        with db.session() as s:
+            repo.clear_needs_auth(s, "strava")
+            st = repo.get_sync_state(s, sid)
+            assert (st.state, st.failures, st.last_error) == ("never_synced", 0, None)
+            assert [st.name for st in repo.due_sync_states(s, NOW)] == ["strava"]
+            accounts = repo.list_accounts(s)
+            assert [(a.athlete_name, a.kind, a.state) for a in accounts] == [
+                ("me", "strava", "connected")
+            ]

@@ -18,6 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
+from hillsync.errors import StoreError
 from hillsync.model import (
     Activity,
     Batch,
@@ -182,6 +183,43 @@ def record_sync_result(
     else:
         state.failures = (state.failures or 0) + 1
     session.flush()
+
+
+def get_sync_state(session: Session, state_id: int) -> SyncState:
+    """The sync state with this id.
+
+    Raises StoreError when it no longer exists.
+    """
+    state = session.get(SyncState, state_id)
+    if state is None:
+        raise StoreError(f"sync state {state_id} no longer exists")
+    return state
+
+
+def clear_needs_auth(session: Session, name: str) -> None:
+    """After a reconnect: the source `name` (if known) is due again, with a clean record."""
+    state = session.scalar(select(SyncState).where(SyncState.name == name))
+    if state is None:
+        return
+    if state.state == "needs_auth":
+        state.state = "ok" if state.last_sync is not None else "never_synced"
+    state.next_sync = None
+    state.last_error = None
+    state.failures = 0
+
+
+def newest_start(session: Session, state: SyncState) -> datetime | None:
+    """The latest start time among the source's stored activities (None when none)."""
+    stmt = select(func.max(ActivityRow.start_time)).where(
+        ActivityRow.sync_state_id == state.id, ActivityRow.deleted_at.is_(None)
+    )
+    value = session.scalar(stmt)
+    if value is None:
+        return None
+    # func.max bypasses the column type on SQLite: read it back as aware UTC ourselves.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def load_seen(session: Session, state: SyncState) -> dict[str, str]:
@@ -583,7 +621,7 @@ def delete_account(session: Session, athlete_name: str, kind: str) -> bool:
 
 
 def set_account_state(
-    session: Session, athlete_name: str, kind: str, state: str, now: datetime
+    session: Session, athlete_name: str, kind: str, state: str, now: datetime | None = None
 ) -> bool:
     """Set an account's state (`connected`, `needs_auth`); False when there is no account."""
     account = get_account(session, athlete_name, kind)
@@ -591,5 +629,31 @@ def set_account_state(
         return False
     if account.state != state:
         account.state = state
-        account.updated_at = now
+        account.updated_at = now or _utc_now()
     return True
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """A connected account, detached from the session."""
+
+    athlete_name: str
+    kind: str
+    remote_id: str | None
+    display_name: str | None
+    state: str
+    token_path: str | None
+    scope: str | None
+
+
+def list_accounts(session: Session) -> list[AccountView]:
+    """Every connected account, by athlete and kind."""
+    stmt = (
+        select(Account, Athlete.name)
+        .join(Athlete, Account.athlete_id == Athlete.id)
+        .order_by(Athlete.name, Account.kind)
+    )
+    return [
+        AccountView(name, a.kind, a.remote_id, a.display_name, a.state, a.token_path, a.scope)
+        for a, name in session.execute(stmt)
+    ]
