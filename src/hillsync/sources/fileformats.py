@@ -156,15 +156,15 @@ def read_activity(path: Path, *, source: str = "file", source_id: str | None = N
     activity (also for a missing or unreadable file).
     """
     if not is_activity_file(path.name):
-        raise BadActivity(f"{path.name}: unknown file type (expected .fit, .gpx or .tcx)")
+        raise BadActivity("unknown file type (expected .fit, .gpx or .tcx)")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise BadActivity(f"{path.name}: file too large")
+            raise BadActivity("file too large")
         data = path.read_bytes()
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError as exc:
-        raise BadActivity(f"{path.name}: {describe_file_error(exc)}") from exc
+        raise BadActivity(describe_file_error(exc)) from exc
     return read_activity_bytes(
         data,
         path.name,
