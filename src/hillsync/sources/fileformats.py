@@ -223,13 +223,13 @@ def read_zip_member(
     try:
         info = zf.getinfo(member)
         if info.file_size > MAX_FILE_BYTES:
-            raise BadActivity(f"{member}: file too large")
+            raise BadActivity("file too large")
         with zf.open(info) as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except KeyError as exc:
-        raise BadActivity(f"{member}: not in the zip") from exc
+        raise BadActivity("not in the zip") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-        raise BadActivity(f"{member}: damaged zip member") from exc
+        raise BadActivity("damaged zip member") from exc
     fallback = datetime(*info.date_time, tzinfo=UTC) if info.date_time[0] >= 1980 else None
     return read_activity_bytes(
         data,
