@@ -101,37 +101,48 @@ def _png(volumes: Sequence[WeekVolume], goal: Goal) -> bytes:
             heights = [v.km.get(terrain, 0.0) for v in volumes]
             ax.bar(x, heights, bottom=bottom, color=COLOURS[terrain], label=terrain.value)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        ax.set_ylim(0, max(max(bottom, default=0.0) * 1.1, 1.0))
         ax.set_ylabel("km per week")
         ax.set_xticks(x)
         ax.set_xticklabels([v.label for v in volumes], rotation=45, ha="right", fontsize=8)
 
-        share = ax.twinx()
-        share.axhspan(
+        # The band goes behind the bars and the share line in front of them: two twin
+        # axes with the same 0-100 % scale, one under the bars' axes and one over them.
+        band = ax.twinx()
+        band.set_zorder(ax.get_zorder() - 1)
+        ax.patch.set_visible(False)
+        band.axhspan(
             goal.hill_share_min * 100,
             goal.hill_share_max * 100,
             color="#27ae60",
-            alpha=0.15,
+            alpha=0.2,
             label=f"goal {goal.hill_share_min:.0%}-{goal.hill_share_max:.0%}",
         )
+        band.set_ylim(0, 100)
+        band.set_ylabel("hill share of known-terrain km (%)")
+        line = ax.twinx()
+        line.set_ylim(0, 100)
+        line.axis("off")
         points = [
             (i, v.hill_share * 100) for i, v in enumerate(volumes) if v.hill_share is not None
         ]
         if points:
-            share.plot(
+            line.plot(
                 [p[0] for p in points],
                 [p[1] for p in points],
                 color="black",
                 marker="o",
                 label="hill share",
             )
-        share.set_ylim(0, 100)
-        share.set_ylabel("hill share of known-terrain km (%)")
 
         handles, labels = ax.get_legend_handles_labels()
-        h2, l2 = share.get_legend_handles_labels()
-        ax.legend(handles + h2, labels + l2, loc="upper left", fontsize=8)
+        for other in (band, line):
+            h, lab = other.get_legend_handles_labels()
+            handles += h
+            labels += lab
+        fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
         ax.set_title(f"Weekly terrain volume ({goal.profile.value} goal)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         return buf.getvalue()
