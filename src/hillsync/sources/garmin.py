@@ -681,7 +681,8 @@ class GarminSource:
         garmin = self._client()
         prog = _Progress.load(state.cursor, state)
         since = state.since.astimezone(UTC).date()
-        today = self._clock().astimezone(UTC).date()
+        # Garmin filters by the runner's local date, which can be a day ahead of UTC.
+        today = self._clock().astimezone(UTC).date() + timedelta(days=1)
         try:
             if state.full:
                 prog.backfill = {"since": since.isoformat(), "end": today.isoformat(), "offset": 0}
