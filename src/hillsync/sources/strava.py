@@ -671,7 +671,7 @@ class StravaSource:
 
         def cursor_now(current: dict[str, Any] | None) -> dict[str, Any]:
             horizon = (newest or 0) - int(OVERLAP.total_seconds()) - 86_400
-            kept = {k: v for k, (v, t) in recent_times.items() if t >= horizon}
+            kept = {k: [v, t] for k, (v, t) in recent_times.items() if t >= horizon}
             out: dict[str, Any] = {"v": 1, "newest": newest, "since": earliest, "recent": kept}
             if current is not None:
                 out["listing"] = current
