@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from hillsync.errors import BadActivity
+from hillsync.model import Activity
 from hillsync.sources.fileformats import (
     describe_file_error,
     map_sport,
@@ -24,6 +26,12 @@ from hillsync.sources.fileformats import (
 
 def _fit(data_dir: Path, name: str) -> Path:
     return data_dir / "fit" / name
+
+
+@functools.cache
+def _read_cached(path: Path) -> Activity:
+    """fitdecode takes seconds over the 10,000-record ride: read each file once per session."""
+    return read_activity(path)
 
 
 class TestRealFitFiles:
@@ -42,7 +50,7 @@ class TestRealFitFiles:
         self, data_dir: Path, name: str, sport: str, distance: float, gain: float, loss: float
     ) -> None:
         """Sport, distance and the device's own ascent and descent are read from the session."""
-        a = read_activity(_fit(data_dir, name))
+        a = _read_cached(_fit(data_dir, name))
         assert a.sport == sport
         assert a.distance_m == pytest.approx(distance, abs=2.0)
         assert a.reported_gain_m == gain
@@ -68,7 +76,7 @@ class TestRealFitFiles:
 
     def test_multisport_run_leg(self, data_dir: Path) -> None:
         """A triathlon is described by its run leg only: its records, distance and start."""
-        a = read_activity(_fit(data_dir, "sample_mulitple_header.fit"))
+        a = _read_cached(_fit(data_dir, "sample_mulitple_header.fit"))
         assert a.sport == "run"
         assert a.start_time == datetime(2018, 5, 27, 9, 23, 41, tzinfo=UTC)
         assert a.track is not None
@@ -78,9 +86,22 @@ class TestRealFitFiles:
         assert a.raw["multisport"] is True
         assert next(s["sport"] for s in a.raw["sessions"]) == "swimming"
 
+    def test_chained_files_read_in_full(self, data_dir: Path) -> None:
+        """Two FIT files chained in one are both read: their records and their sessions."""
+        data = (
+            _fit(data_dir, "2013-02-06-12-11-14.fit").read_bytes()
+            + _fit(data_dir, "activity-unexpected-eof.fit").read_bytes()
+        )
+        a = read_activity_bytes(data, "chained.fit")
+        assert a.track is not None
+        assert len(a.track) == 590 + 14
+        assert a.distance_m == pytest.approx(4835.38 + 5.73)
+        assert a.track.segment is not None
+        assert set(a.track.segment.tolist()) == {0, 1}
+
     def test_ride_is_not_a_run(self, data_dir: Path) -> None:
         """The Edge 500 ride is a "ride", which the worker will not count."""
-        a = read_activity(_fit(data_dir, "garmin-edge-500-activity.fit"))
+        a = _read_cached(_fit(data_dir, "garmin-edge-500-activity.fit"))
         assert a.sport == "ride"
         assert not a.is_run
 
@@ -125,7 +146,7 @@ class TestRealFitFiles:
 
     def test_raw_is_small_json(self, data_dir: Path) -> None:
         """`raw` is a small JSON-serialisable summary, not the file."""
-        a = read_activity(_fit(data_dir, "garmin-edge-500-activity.fit"))
+        a = _read_cached(_fit(data_dir, "garmin-edge-500-activity.fit"))
         text = json.dumps(a.raw)
         assert len(text) < 4000
         assert a.raw is not None
