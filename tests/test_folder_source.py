@@ -125,6 +125,30 @@ class TestScan:
         with pytest.raises(SourceUnavailable, match="does not exist"):
             _fetch(_source(tmp_path / "nope"))
 
+    def test_full_reports_deleted_files(self, run_folder: Path) -> None:
+        """A full re-list names the files gone since the last sync; a plain sync does not."""
+        source = _source(run_folder)
+        seen = _merge_seen(_fetch(source))
+        (run_folder / "b.tcx").unlink()
+        assert _fetch(source, seen) == []
+        batches = list(source.fetch(SourceState(since=SINCE, seen=seen, full=True)))
+        assert [list(b.deleted) for b in batches] == [["b.tcx"]]
+        assert batches[0].activities == []
+
+    def test_full_on_emptied_folder_deletes_nothing(self, run_folder: Path) -> None:
+        """A folder suddenly empty (an unmounted disk) reports no deletions."""
+        source = _source(run_folder)
+        seen = _merge_seen(_fetch(source))
+        shutil.rmtree(run_folder)
+        run_folder.mkdir()
+        assert list(source.fetch(SourceState(since=SINCE, seen=seen, full=True))) == []
+
+    def test_not_a_folder(self, tmp_path: Path) -> None:
+        """A path that is a file is reported as not a folder."""
+        (tmp_path / "f").write_text("x")
+        with pytest.raises(SourceUnavailable, match="is not a folder"):
+            _fetch(_source(tmp_path / "f"))
+
     def test_batch_sizes(self, run_folder: Path) -> None:
         """Five files in batches of two make batches of 2, 2 and 1."""
         batches = _fetch(_source(run_folder, batch_size=2))

@@ -108,10 +108,26 @@ class FolderSource:
         Raises SourceUnavailable when the folder does not exist or cannot be listed.
         """
         root = self._path
-        if not root.is_dir():
+        if not root.exists():
             raise SourceUnavailable(f"folder {root} does not exist", source=self._name)
+        if not root.is_dir():
+            raise SourceUnavailable(f"{root} is not a folder", source=self._name)
         now = self._clock().timestamp()
-        items, exports = self._scan(root, state.seen, now)
+        present: set[str] = set()
+        items, exports = self._scan(root, state.seen, now, present)
+        deleted: list[str] = []
+        if state.full and state.seen and not present:
+            # An empty folder that used to hold files is far more likely an unmounted disk
+            # than a runner who deleted every run.
+            log.warning("folder_empty_not_deleting", source=self._name, known=len(state.seen))
+        elif state.full:
+            # Only a full re-list reports deletions: a folder on a USB disk that is not
+            # mounted yet must not look like every run was deleted at each poll.
+            deleted = sorted(
+                key
+                for key in state.seen
+                if key not in present and key.split(".zip/", 1)[0] + ".zip" not in present
+            )
         log.info("folder_scanned", source=self._name, pending=sum(not i.marker for i in items))
         indexes: dict[Path, Mapping[str, _ExportInfo]] = {}
         garmin_index: Mapping[str, _ExportInfo] | None = None
@@ -149,8 +165,8 @@ class FolderSource:
             if count >= self._batch_size:
                 yield Batch(activities=activities, rejected=rejected, seen=seen)
                 activities, rejected, seen, count = [], [], {}, 0
-        if seen:
-            yield Batch(activities=activities, rejected=rejected, seen=seen)
+        if seen or deleted:
+            yield Batch(activities=activities, rejected=rejected, seen=seen, deleted=deleted)
 
     def _read_member(self, item: _Item) -> Activity:
         """Raises BadActivity when the zip or the member cannot be read."""
@@ -162,9 +178,11 @@ class FolderSource:
             raise BadActivity(f"damaged zip: {describe_file_error(exc)}") from exc
 
     def _scan(
-        self, root: Path, seen: Mapping[str, str], now: float
+        self, root: Path, seen: Mapping[str, str], now: float, present: set[str]
     ) -> tuple[list[_Item], dict[str, Path]]:
         """The work to do, in a deterministic order, and which keys belong to a Strava export.
+
+        Every candidate file's key is added to `present`, changed or not.
 
         Raises SourceUnavailable when the folder cannot be listed.
         """
@@ -206,6 +224,7 @@ class FolderSource:
                 st = entry.stat()
             except OSError:
                 continue  # gone since the listing
+            present.add(key)
             fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
             if seen.get(key) == fingerprint:
                 continue
