@@ -235,6 +235,22 @@ class TestTcx:
         assert len(a.track) == 101
         assert a.track.altitude_m[-1] == pytest.approx(530.0)
 
+    def test_blank_lines_before_declaration(self, data_dir: Path) -> None:
+        """A TCX with blank lines before its XML declaration (Garmin exports) still reads."""
+        data = b"\n\n   " + (data_dir / "tcx" / "run.tcx").read_bytes()
+        assert read_activity_bytes(data, "run.tcx").distance_m == pytest.approx(1112.0)
+
+    def test_entities_not_expanded(self) -> None:
+        """An XML entity bomb is refused or left unexpanded, never blown up in memory."""
+        bomb = (
+            b'<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            b'<gpx xmlns="http://www.topografix.com/GPX/1/1"><trk><name>&b;</name>'
+            b'<trkseg><trkpt lat="1" lon="2"/></trkseg></trk></gpx>'
+        )
+        a = read_activity_bytes(bomb, "bomb.gpx")
+        assert a.name is None or "aaaaaaaaaa" * 10 not in a.name
+
     @pytest.mark.parametrize(("name", "sport"), [("ride.tcx", "ride"), ("other.tcx", "run")])
     def test_sports(self, data_dir: Path, name: str, sport: str) -> None:
         """Biking is a ride; Other says nothing, so it is a run."""

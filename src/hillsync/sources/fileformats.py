@@ -697,9 +697,10 @@ def _fit_start(
 
 def _parse_xml(data: bytes, kind: str) -> etree._Element:
     """Raises BadActivity for bytes that are not well-formed XML."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
-        root = etree.fromstring(data, parser=parser)
+        # Some Garmin exports put blank lines before the XML declaration, which XML forbids.
+        root = etree.fromstring(data.lstrip(b" \t\r\n"), parser=parser)
     except etree.XMLSyntaxError as exc:
         raise BadActivity(f"not a {kind} file") from exc
     if root is None:
