@@ -332,7 +332,7 @@ def cmd_activities(app: App) -> int:
     since = datetime.combine(app.args.since, time(0), tzinfo=UTC) if app.args.since else None
     with app.db.session() as session:
         runs = repo.list_runs(session, athlete=app.args.athlete, since=since, label=app.args.label)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": r.id,
             "athlete": r.athlete,

@@ -303,7 +303,9 @@ class Worker:
             )
             state_id = state_row.id
         new = updated = rejected = 0
-        status, error, next_sync = "ok", None, now + poll_interval(spec.poll_minutes)
+        status: str = "ok"
+        error: str | None = None
+        next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
             source = spec.build()
             for batch in source.fetch(source_state):
@@ -430,7 +432,7 @@ def poll_interval(poll_minutes: float) -> timedelta:
 
 def backoff(poll_minutes: float, failures: int) -> timedelta:
     """The wait after `failures` failures in a row: the poll interval, doubling, capped."""
-    wait = timedelta(minutes=poll_minutes) * (2 ** max(0, failures - 1))
+    wait = timedelta(minutes=poll_minutes) * float(2 ** min(20, max(0, failures - 1)))
     return min(wait, max(MAX_BACKOFF, timedelta(minutes=poll_minutes)))
 
 
@@ -568,7 +570,9 @@ class Daemon:
                 for s in repo.all_sync_states(session)
                 if s.next_sync is not None and s.state != "needs_auth"
             ]
-            delivery = outbox.next_attempt_at(session)
+            delivery = outbox.next_attempt_at(
+                session, [outbox.url_key(u.reveal()) for u in worker.all_urls()]
+            )
         names = {s.name for s in worker.source_specs()}
         with db.session() as session:
             known = {s.name for s in repo.all_sync_states(session)}

@@ -106,6 +106,20 @@ def due_deliveries(
     return list(session.scalars(stmt))
 
 
+def next_attempt_at(session: Session, url_keys: Sequence[str]) -> datetime | None:
+    """When the earliest unsent delivery to one of these URLs is due (None: nothing to send).
+
+    Deliveries to URLs no longer configured are left out, so that they never wake the loop.
+    """
+    if not url_keys:
+        return None
+    return session.scalar(
+        select(func.min(OutboxDelivery.next_attempt_at)).where(
+            OutboxDelivery.sent_at.is_(None), OutboxDelivery.url_key.in_(list(url_keys))
+        )
+    )
+
+
 def claim_delivery(session: Session, delivery_id: int, now: datetime) -> OutboxDelivery | None:
     """Lock one delivery that is still unsent and due, or None if it is not (any more).
 
