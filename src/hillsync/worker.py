@@ -387,7 +387,7 @@ class Worker:
                     session, row.id, athlete.name, goal,
                     remind_days=athlete.notify.remind_days,
                     url_keys=[outbox.url_key(u.reveal()) for u in athlete.notify.urls],
-                    now=now, runs=runs,
+                    now=at, runs=runs,
                 )
         return reports
 
