@@ -116,12 +116,18 @@ class TestClassifyCommand:
         assert labels[:7] == ["uphill", "flat", "unknown", "uphill", "downhill", "flat", "unknown"]
         assert labels[7:] == [None, None, None]
         for row in rows[7:]:
-            assert row["error"] and "\n" not in row["error"]
+            assert row["error"]
+            assert "\n" not in row["error"]
         for row in rows[:7]:
             assert row["error"] is None
             assert set(row) >= {
-                "sport", "distance_m", "elevation_gain_m", "elevation_loss_m",
-                "uphill_m", "downhill_m", "flat_m",
+                "sport",
+                "distance_m",
+                "elevation_gain_m",
+                "elevation_loss_m",
+                "uphill_m",
+                "downhill_m",
+                "flat_m",
             }
         assert "Traceback" not in err
 
@@ -149,7 +155,8 @@ class TestClassifyCommand:
         """Without --json a table names each file and its label."""
         code, out, _ = cli("classify", str(FIT / "2013-02-06-12-11-14.fit"))
         assert code == 0
-        assert "uphill" in out and "2013-02-06-12-11-14.fit" in out
+        assert "uphill" in out
+        assert "2013-02-06-12-11-14.fit" in out
 
 
 @pytest.fixture
@@ -216,14 +223,14 @@ class TestFolderSync:
         broken.write_bytes(b"\x0e\x10garbage" * 10)
         os.utime(broken, (1_700_000_000, 1_700_000_000))  # not a file still being written
         folder_config(cli, run_folder)
-        code, out, err = cli("sync")
+        code, _out, err = cli("sync")
         assert code == 3
         assert "Traceback" not in err
         assert len(cli.json("activities")) == 3
         status = cli.json("status")
         assert status["activities"] == 5
         [source] = status["sources"]
-        assert source["name"] == "folder" and source["kind"] == "folder"
+        assert (source["name"], source["kind"]) == ("folder", "folder")
         assert source["athlete"] == "me"
         assert source["state"] == "ok"
         assert any(r["file"] == "broken.fit" for r in source["rejected"])
@@ -237,7 +244,7 @@ class TestFolderSync:
         shutil.rmtree(run_folder)
         run_folder.mkdir()
         folder_config(cli, run_folder, "\n[classify]\nhilly_m_per_km = 80.0\n")
-        code, out, err = cli("reclassify")
+        code, _out, err = cli("reclassify")
         assert code == 0, err
         labels = sorted(r["label"] for r in cli.json("activities"))
         assert labels == ["flat", "flat", "unknown"]
@@ -251,7 +258,13 @@ class TestFolderSync:
         status = cli.json("status")
         assert set(status) >= {"sources", "activities", "pending_notifications"}
         assert set(status["sources"][0]) >= {
-            "name", "kind", "athlete", "state", "last_sync", "next_sync", "last_error",
+            "name",
+            "kind",
+            "athlete",
+            "state",
+            "last_sync",
+            "next_sync",
+            "last_error",
         }
 
     def test_balance_json_shape(self, cli: Cli, run_folder: Path) -> None:
@@ -263,8 +276,17 @@ class TestFolderSync:
         assert set(report["by_label"]) == {"uphill", "downhill", "flat", "unknown"}
         assert report["goal"]["profile"] == "road-marathon"
         assert set(report) >= {
-            "athlete", "window_start", "window_end", "runs", "distance_m", "hill_share",
-            "downhill_share", "vertical_m", "goal", "status", "advice",
+            "athlete",
+            "window_start",
+            "window_end",
+            "runs",
+            "distance_m",
+            "hill_share",
+            "downhill_share",
+            "vertical_m",
+            "goal",
+            "status",
+            "advice",
         }
 
 
@@ -281,9 +303,10 @@ class TestErrors:
             grade_pct = "steep"
             """
         )
-        code, out, err = cli("status")
+        code, _out, err = cli("status")
         assert code == 2
-        assert "goal.hill_share" in err and "classify.grade_pct" in err
+        assert "goal.hill_share" in err
+        assert "classify.grade_pct" in err
         assert "Traceback" not in err
 
     def test_missing_explicit_config(self, cli: Cli) -> None:
@@ -303,9 +326,9 @@ class TestErrors:
         """A notification URL's secret does not reach the output of sync or status."""
         secret = "tk_ultrasecret_value_42"
         cli.env["HILLSYNC_NOTIFY_URL"] = f"json://127.0.0.1:9/{secret}"
-        folder_config(cli, run_folder, f'\n[notify]\nurls = ["env:HILLSYNC_NOTIFY_URL"]\n')
-        code, out, err = cli("-v", "sync")
-        code2, out2, err2 = cli("status", "--json")
+        folder_config(cli, run_folder, '\n[notify]\nurls = ["env:HILLSYNC_NOTIFY_URL"]\n')
+        _code, out, err = cli("-v", "sync")
+        _code2, out2, err2 = cli("status", "--json")
         assert secret not in out + err + out2 + err2
 
 
@@ -314,7 +337,7 @@ class TestInit:
 
     def test_writes_config_where_it_is_looked_for(self, cli: Cli) -> None:
         """With no config, init writes one under XDG_CONFIG_HOME and it loads."""
-        code, out, err = cli("init")
+        code, _out, err = cli("init")
         assert code == 0, err
         written = Path(cli.env["XDG_CONFIG_HOME"]) / "hillsync" / "config.toml"
         assert written.exists()

@@ -297,7 +297,9 @@ def cmd_sync(app: App) -> int:
 
 def print_cycle(app: App, result: Any) -> None:
     if not result.outcomes:
-        app.print("no sources configured: add a [[sources.folder]] or run `hillsync connect strava`")
+        app.print(
+            "no sources configured: add a [[sources.folder]] or run `hillsync connect strava`"
+        )
     for o in result.outcomes:
         if o.skipped:
             app.print(f"{o.name}: skipped, {o.skipped}")
@@ -363,7 +365,11 @@ def cmd_activities(app: App) -> int:
         ]
         for r in rows
     ]
-    print_table(app, ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources"], table)
+    print_table(
+        app,
+        ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources"],
+        table,
+    )
     app.print(f"{len(rows)} runs")
     return EXIT_OK
 
@@ -438,9 +444,10 @@ def print_balance(app: App, report: BalanceReport) -> None:
     for label in Terrain:
         app.print(f"  {label!s:<9} {report.by_label.get(label, 0.0) / 1000:7.1f} km")
     if report.hill_share is not None:
+        bar = share_bar(report.hill_share, goal.hill_share_min, goal.hill_share_max)
         app.print(
             f"  hill share     {report.hill_share:.0%} (goal {goal.hill_share_min:.0%}-"
-            f"{goal.hill_share_max:.0%})  {share_bar(report.hill_share, goal.hill_share_min, goal.hill_share_max)}"
+            f"{goal.hill_share_max:.0%})  {bar}"
         )
     if report.downhill_share is not None:
         app.print(
@@ -514,7 +521,8 @@ def cmd_status(app: App) -> int:
     for r in rows:
         for item in r["rejected"]:
             app.print(f"  rejected {r['name']}:{item['file']}: {item['reason']}")
-    app.print(f"{doc['activities']} activities stored, {doc['pending_notifications']} notifications pending")
+    pending = doc["pending_notifications"]
+    app.print(f"{doc['activities']} activities stored, {pending} notifications pending")
     return EXIT_OK
 
 
@@ -570,14 +578,13 @@ def connect_strava(app: App, athlete: str) -> int:
     from hillsync.sources.strava import connect_strava as connect
 
     strava = app.settings.strava
-    problems = []
+    problems: list[str] = []
     if strava.client_id is None:
         problems.append("sources.strava.client_id: required to connect Strava")
     if strava.client_secret is None:
         problems.append("sources.strava.client_secret: required to connect Strava")
-    if problems:
+    if strava.client_id is None or strava.client_secret is None:
         raise ConfigError(problems[0], problems)
-    assert strava.client_id is not None and strava.client_secret is not None
     token_path = paths.token_path(app.environ, athlete, "strava")
     account = connect(
         strava.client_id,
@@ -588,8 +595,9 @@ def connect_strava(app: App, athlete: str) -> int:
         open_browser=not app.args.no_browser,
         say=app.print,
     )
-    record_account(app, athlete, "strava", account.remote_id, account.display_name,
-                   token_path, account.scope)
+    record_account(
+        app, athlete, "strava", account.remote_id, account.display_name, token_path, account.scope
+    )
     who = account.display_name or account.remote_id
     app.print(f"connected Strava athlete {who} for {athlete}; run `hillsync sync` to fetch runs")
     return EXIT_OK
@@ -612,16 +620,20 @@ def connect_garmin(app: App, athlete: str) -> int:
             mfa_prompt=lambda: input("Garmin MFA code: ").strip(),
             environ=app.environ,
         )
-    record_account(app, athlete, "garmin", account.remote_id, account.display_name,
-                   token_dir, None)
+    record_account(app, athlete, "garmin", account.remote_id, account.display_name, token_dir, None)
     who = account.display_name or account.remote_id or "account"
     app.print(f"connected Garmin {who} for {athlete}; run `hillsync sync` to fetch runs")
     return EXIT_OK
 
 
 def record_account(
-    app: App, athlete: str, kind: str, remote_id: str | None, display_name: str | None,
-    token_path: Path, scope: str | None,
+    app: App,
+    athlete: str,
+    kind: str,
+    remote_id: str | None,
+    display_name: str | None,
+    token_path: Path,
+    scope: str | None,
 ) -> None:
     from hillsync.store import repo
     from hillsync.worker import source_full_name
@@ -689,9 +701,10 @@ def cmd_demo(app: App) -> int:
     from hillsync.store.db import open_database
     from hillsync.worker import Worker
 
-    with tempfile.TemporaryDirectory(prefix="hillsync-demo-") as tmp, resources.as_file(
-        resources.files("hillsync") / "demo"
-    ) as data:
+    with (
+        tempfile.TemporaryDirectory(prefix="hillsync-demo-") as tmp,
+        resources.as_file(resources.files("hillsync") / "demo") as data,
+    ):
         settings = demo_settings(Path(data), Path(tmp) / "demo.db")
         app.print(f"hillsync demo: syncing the sample runs in {data}")
         db = open_database(settings.database.url or "")

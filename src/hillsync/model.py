@@ -327,7 +327,10 @@ def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance in metres between two (lat, lon) points in degrees."""
     lat1, lon1 = np.radians(a[0]), np.radians(a[1])
     lat2, lon2 = np.radians(b[0]), np.radians(b[1])
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    h = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(1.0, float(h)))))
 
 

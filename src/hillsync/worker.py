@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hillsync import alerts, classify, paths
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
-from hillsync.errors import AuthRequired, RateLimited, SourceError, SourceUnavailable
+from hillsync.errors import AuthRequired, RateLimited, SourceError
 from hillsync.model import (
     Activity,
     BalanceReport,
@@ -50,7 +50,7 @@ def utc_now() -> datetime:
 
 
 def default_retrying() -> tenacity.Retrying:
-    """Retries of 5xx answers and timeouts inside one sync: bounded exponential backoff with jitter."""
+    """Retries of 5xx answers and timeouts in one sync: bounded exponential backoff, jitter."""
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(4),
         wait=tenacity.wait_random_exponential(multiplier=1, max=20),
@@ -184,7 +184,9 @@ class Worker:
         specs: list[SourceSpec] = []
         for athlete in self.settings.athletes.values():
             for folder in athlete.folders:
-                specs.append(self._folder_spec(athlete, folder.name, folder.path, folder.poll_minutes))
+                specs.append(
+                    self._folder_spec(athlete, folder.name, folder.path, folder.poll_minutes)
+                )
         with self.db.session() as session:
             accounts = repo.list_accounts(session)
             account_rows = [(a.athlete_name, a.kind) for a in accounts]
@@ -195,7 +197,9 @@ class Worker:
                 specs.append(self._garmin_spec(athlete_name))
         return specs
 
-    def _folder_spec(self, athlete: AthleteSettings, name: str, path: Path, poll: float) -> SourceSpec:
+    def _folder_spec(
+        self, athlete: AthleteSettings, name: str, path: Path, poll: float
+    ) -> SourceSpec:
         from hillsync.sources.files import FolderSource
 
         full = source_full_name(athlete.name, name)
@@ -281,7 +285,12 @@ class Worker:
         return CycleResult(outcomes, reports, delivery)
 
     def sync_source(
-        self, spec: SourceSpec, *, since: date | None = None, full: bool = False, due_only: bool = False
+        self,
+        spec: SourceSpec,
+        *,
+        since: date | None = None,
+        full: bool = False,
+        due_only: bool = False,
     ) -> SourceOutcome:
         """Sync one source; its failure becomes its state, never an exception."""
         now = self.clock()
@@ -291,8 +300,12 @@ class Worker:
             parked = parked_reason(state_row.state, state_row.next_sync, now, due_only=due_only)
             if parked is not None:
                 return SourceOutcome(
-                    spec.name, spec.kind, spec.athlete, state_row.state,
-                    error=state_row.last_error, skipped=parked,
+                    spec.name,
+                    spec.kind,
+                    spec.athlete,
+                    state_row.state,
+                    error=state_row.last_error,
+                    skipped=parked,
                 )
             source_state = SourceState(
                 since=self._since(since),
@@ -311,7 +324,9 @@ class Worker:
             for batch in source.fetch(source_state):
                 result = self._store_batch(state_id, batch)
                 new, updated, rejected = (
-                    new + result.new, updated + result.updated, rejected + result.rejected,
+                    new + result.new,
+                    updated + result.updated,
+                    rejected + result.rejected,
                 )
                 if self.progress is not None:
                     self.progress(spec.name, len(batch.seen) or len(batch.activities))
@@ -332,8 +347,12 @@ class Worker:
                     next_sync = self.clock() + backoff(spec.poll_minutes, state_row.failures + 1)
                 newly = state_row.state != status
                 repo.record_sync_result(
-                    session, state_row, status=status, now=self.clock(),
-                    next_sync=next_sync, error=error,
+                    session,
+                    state_row,
+                    status=status,
+                    now=self.clock(),
+                    next_sync=next_sync,
+                    error=error,
                 )
                 if status == "needs_auth" and newly:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
@@ -343,8 +362,15 @@ class Worker:
             spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
         )
         level = log.info if status == "ok" else log.warning
-        level("synced", source=spec.name, state=status, new=new, updated=updated,
-              rejected=rejected, error=error)
+        level(
+            "synced",
+            source=spec.name,
+            state=status,
+            new=new,
+            updated=updated,
+            rejected=rejected,
+            error=error,
+        )
         return outcome
 
     def _since(self, since: date | None) -> datetime:
@@ -365,8 +391,13 @@ class Worker:
         athlete = self.settings.athletes.get(spec.athlete)
         urls = athlete.notify.urls if athlete else ()
         alerts.enqueue_needs_auth(
-            session, athlete_id, spec.athlete, spec.name, spec.reconnect_command,
-            [outbox.url_key(u.reveal()) for u in urls], self.clock(),
+            session,
+            athlete_id,
+            spec.athlete,
+            spec.name,
+            spec.reconnect_command,
+            [outbox.url_key(u.reveal()) for u in urls],
+            self.clock(),
         )
 
     # -- balance and notifications ----------------------------------------------------
@@ -384,10 +415,14 @@ class Worker:
                     session, athlete.name, at - timedelta(days=goal.window_days), at
                 )
                 reports[athlete.name] = alerts.evaluate_athlete(
-                    session, row.id, athlete.name, goal,
+                    session,
+                    row.id,
+                    athlete.name,
+                    goal,
                     remind_days=athlete.notify.remind_days,
                     url_keys=[outbox.url_key(u.reveal()) for u in athlete.notify.urls],
-                    now=at, runs=runs,
+                    now=at,
+                    runs=runs,
                 )
         return reports
 
@@ -434,7 +469,6 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
     """The wait after `failures` failures in a row: the poll interval, doubling, capped."""
     wait = timedelta(minutes=poll_minutes) * float(2 ** min(20, max(0, failures - 1)))
     return min(wait, max(MAX_BACKOFF, timedelta(minutes=poll_minutes)))
-
 
 
 class Daemon:
@@ -534,7 +568,10 @@ class Daemon:
     def cycle(self, settings: Settings, db: Database) -> float:
         """Sync what is due, evaluate, deliver; returns the seconds to sleep."""
         worker = Worker(
-            settings, db, environ=self.environ, clock=self.clock,
+            settings,
+            db,
+            environ=self.environ,
+            clock=self.clock,
             stop=lambda: self._stopping,
             progress=lambda _source, _items: self.systemd.watchdog(),
         )
@@ -592,7 +629,7 @@ class Daemon:
         return max(0.05, min(limit, (next_due - self.clock()).total_seconds()))
 
     def status_line(self, reports: Mapping[str, BalanceReport], next_due: datetime | None) -> str:
-        """"14 runs synced today; hill share 18% (goal 10-25%); next sync 18:45"."""
+        """ "14 runs synced today; hill share 18% (goal 10-25%); next sync 18:45"."""
         parts = [f"{self._synced_today[1]} activities synced today"]
         report = reports.get(DEFAULT_ATHLETE)
         if report is not None and report.hill_share is not None:
