@@ -6,7 +6,9 @@ datagrams on the socket named by $NOTIFY_SOCKET. Outside systemd nothing is sent
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from collections.abc import Mapping
 
 import structlog
@@ -24,6 +26,12 @@ class SystemdNotifier:
         self._address = address or None
         usec = environ.get("WATCHDOG_USEC", "")
         self.watchdog_s: float | None = int(usec) / 1e6 if usec.isdigit() and int(usec) else None
+        # systemd names the process the watchdog is meant for; a child that inherited the
+        # variables must not ping on its parent's behalf (sd_watchdog_enabled does the same).
+        pid = environ.get("WATCHDOG_PID", "")
+        if pid.isdigit() and int(pid) != os.getpid():
+            self.watchdog_s = None
+        self._last_ping: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -51,14 +59,23 @@ class SystemdNotifier:
         self.send(f"STATUS={status}")
 
     def watchdog(self) -> None:
-        """Still alive."""
-        if self.watchdog_s is not None:
-            self.send("WATCHDOG=1")
+        """Still alive; pings closer together than a tenth of the period are dropped."""
+        if self.watchdog_s is None:
+            return
+        now = time.monotonic()
+        if self._last_ping is not None and now - self._last_ping < self.watchdog_s / 10:
+            return
+        self._last_ping = now
+        self.send("WATCHDOG=1")
 
     def stopping(self) -> None:
         """Shutting down."""
         self.send("STOPPING=1", "STATUS=stopping")
 
     def reloading(self) -> None:
-        """Reloading the configuration."""
-        self.send("RELOADING=1", "STATUS=reloading the config")
+        """Reloading the configuration; READY=1 follows when done.
+
+        MONOTONIC_USEC lets systemd (253+, Type=notify-reload) match this to the SIGHUP it sent.
+        """
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the config")

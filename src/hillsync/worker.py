@@ -9,10 +9,13 @@ outbox is delivered.
 from __future__ import annotations
 
 import random
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 
 import structlog
 import tenacity
@@ -20,10 +23,18 @@ from sqlalchemy.orm import Session
 
 from hillsync import alerts, classify, paths
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
-from hillsync.errors import AuthRequired, RateLimited, SourceError
+from hillsync.errors import (
+    AuthRequired,
+    ConfigError,
+    HillsyncError,
+    RateLimited,
+    SourceError,
+    StoreError,
+)
 from hillsync.model import (
     Activity,
     BalanceReport,
+    BalanceStatus,
     Batch,
     Classification,
     ClassifyParams,
@@ -471,12 +482,21 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
     return min(wait, max(MAX_BACKOFF, timedelta(minutes=poll_minutes)))
 
 
+#: How often the balance is evaluated when nothing new arrived (the window moves,
+#: reminders fall due).
+BALANCE_EVERY = timedelta(days=1)
+
+
 class Daemon:
     """`hillsync run`: each source at its own poll interval, until SIGTERM or SIGINT.
 
-    Sleeps until the next source or delivery is due (interruptibly, no busy polling),
-    evaluates balances after a cycle that stored something and at least once a day, and
-    speaks systemd's notify protocol. SIGHUP reloads the config; a bad one keeps the old.
+    Sleeps until the next source, delivery or daily evaluation is due (interruptibly, no
+    busy polling), evaluates balances after a cycle that stored something and at least once
+    a day, and speaks systemd's notify protocol: READY=1 once the database is open and
+    migrated, WATCHDOG=1 at least every half watchdog period (also during a long sync or a
+    retry wait), STATUS= after every cycle, STOPPING=1 on the way out. SIGHUP reloads the
+    config; a bad one keeps the old. A failing source only backs itself off; a failing
+    cycle (the database is unreachable) is logged and retried, the process stays up.
     """
 
     def __init__(
@@ -486,27 +506,36 @@ class Daemon:
         environ: Mapping[str, str],
         clock: Clock = utc_now,
         max_sleep_s: float = 300.0,
+        min_sleep_s: float = 1.0,
     ) -> None:
-        import threading
-
         from hillsync.systemd import SystemdNotifier
 
         self.load_settings = load_settings
         self.environ = environ
         self.clock = clock
         self.max_sleep_s = max_sleep_s
+        # A floor on every sleep, so that a due time that stays in the past (a clock jump,
+        # another worker holding a lease) costs one cycle a second, never a hot loop.
+        self.min_sleep_s = min_sleep_s
         self.systemd = SystemdNotifier(environ)
         self._wake = threading.Event()
-        self._stopping = False
+        self._stop = threading.Event()
         self._reload = False
+        self._failures = 0
         self._last_balance: datetime | None = None
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
+        self._failing: list[str] = []
+
+    @property
+    def stopping(self) -> bool:
+        """True once SIGTERM or SIGINT (or `request_stop`) asked the daemon to exit."""
+        return self._stop.is_set()
 
     # Signal handlers only set flags: the loop acts on them between transactions.
     def request_stop(self, *_: object) -> None:
         """Finish the current transaction, then exit."""
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
 
     def request_reload(self, *_: object) -> None:
@@ -514,130 +543,206 @@ class Daemon:
         self._reload = True
         self._wake.set()
 
-    def run(self) -> int:
-        """Run until stopped; returns the exit code (0 on SIGTERM/SIGINT).
-
-        Raises ConfigError or StoreError when the service cannot start at all.
-        """
-        import signal
-
-        from hillsync.store.db import open_database
-
-        settings = self.load_settings()
-        db = open_database(settings.database.url or paths.default_database_url(self.environ))
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop, SIGHUP reloads (only possible in the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGHUP, self.request_reload)
-        self.systemd.ready("started")
-        log.info("started", sources=len(Worker(settings, db, environ=self.environ).source_specs()))
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code (0 on SIGTERM/SIGINT).
+
+        Raises ConfigError or StoreError when the service cannot start at all (a bad
+        config, a database that cannot be opened or migrated).
+        """
+        # Handlers first: a SIGTERM during start-up then still means a clean exit 0.
+        self.install_signal_handlers()
+        settings = self.load_settings()
+        db = self._open(settings)
         try:
-            while not self._stopping:
+            count = len(Worker(settings, db, environ=self.environ).source_specs())
+            self.systemd.ready(f"started with {count} sources")
+            log.info("started", sources=count, watchdog_s=self.systemd.watchdog_s)
+            while not self.stopping:
                 if self._reload:
                     settings, db = self._reloaded(settings, db)
-                wait_s = self.cycle(settings, db)
-                self.systemd.watchdog()
-                self._wake.wait(timeout=wait_s)
-                self._wake.clear()
+                self.pause(self._guarded_cycle(settings, db))
         finally:
             self.systemd.stopping()
             db.close()
             log.info("stopped")
         return 0
 
-    def _reloaded(self, settings: Settings, db: Database) -> tuple[Settings, Database]:
-        from hillsync.errors import ConfigError, StoreError
+    def _open(self, settings: Settings) -> Database:
         from hillsync.store.db import open_database
 
+        return open_database(settings.database.url or paths.default_database_url(self.environ))
+
+    def _guarded_cycle(self, settings: Settings, db: Database) -> float:
+        try:
+            wait_s = self.cycle(settings, db)
+        except HillsyncError as exc:
+            # Sources never raise out of a cycle, so this is the store (PostgreSQL
+            # restarting, SQLite locked): restarting the process would not help.
+            self._failures += 1
+            wait_s = min(self.max_sleep_s, float(2 ** min(self._failures, 10)))
+            log.error("cycle failed", error=str(exc), retry_in_s=wait_s)
+            self.systemd.status(f"error: {exc}; retrying in {wait_s:.0f} s")
+            return wait_s
+        self._failures = 0
+        return wait_s
+
+    def _reloaded(self, settings: Settings, db: Database) -> tuple[Settings, Database]:
         self._reload = False
         self.systemd.reloading()
         try:
             new = self.load_settings()
             if new.database != settings.database:
-                new_db = open_database(new.database.url or paths.default_database_url(self.environ))
+                new_db = self._open(new)
                 db.close()
                 db = new_db
         except (ConfigError, StoreError) as exc:
-            problems = getattr(exc, "problems", (str(exc),))
+            problems = getattr(exc, "problems", None) or (str(exc),)
             log.error("config reload failed, keeping the old config", problems=list(problems))
-            self.systemd.send("READY=1")
+            self.systemd.send("READY=1", "STATUS=config reload failed, kept the old config")
             return settings, db
+        # A new goal or new URLs: evaluate again at once rather than tomorrow.
+        self._last_balance = None
         log.info("config reloaded")
-        self.systemd.send("READY=1")
+        self.systemd.send("READY=1", "STATUS=config reloaded")
         return new, db
 
+    def retrying(self) -> tenacity.Retrying:
+        """The worker's retry policy, made interruptible: a stop request ends the retries
+        and cuts the wait short, and the watchdog is fed while waiting."""
+        base = default_retrying()
+        base_stop = base.stop
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            return self.stopping or bool(base_stop(state))
+
+        return base.copy(stop=stop, sleep=self._retry_sleep)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        self._wait(seconds, self._stop)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep `seconds` or until a signal, feeding the watchdog at least every half period."""
+        self._wait(seconds, self._wake)
+        self._wake.clear()
+
+    def _wait(self, seconds: float, event: threading.Event) -> None:
+        deadline = monotonic() + seconds
+        while True:
+            self.systemd.watchdog()
+            left = deadline - monotonic()
+            if left <= 0 or event.is_set():
+                return
+            if self.systemd.watchdog_s is not None:
+                # 0.4 rather than 0.5: a wake-up may come a little late on a busy machine.
+                left = min(left, self.systemd.watchdog_s * 0.4)
+            if event.wait(left):
+                return
+
     def cycle(self, settings: Settings, db: Database) -> float:
-        """Sync what is due, evaluate, deliver; returns the seconds to sleep."""
+        """Sync what is due, evaluate, deliver; returns the seconds to sleep.
+
+        Raises StoreError when the database cannot be read or written.
+        """
         worker = Worker(
             settings,
             db,
             environ=self.environ,
             clock=self.clock,
-            stop=lambda: self._stopping,
+            retrying=self.retrying,
+            stop=lambda: self.stopping,
             progress=lambda _source, _items: self.systemd.watchdog(),
         )
+        specs = worker.source_specs()
         stored = 0
-        for spec in worker.source_specs():
-            if self._stopping:
+        for spec in specs:
+            if self.stopping:
                 break
+            self.systemd.watchdog()
             outcome = worker.sync_source(spec, due_only=True)
             if outcome.skipped is None:
                 stored += outcome.new + outcome.updated
         now = self.clock()
         self._count_synced(now, stored)
-        if not self._stopping and (
-            stored or self._last_balance is None or now - self._last_balance >= timedelta(days=1)
+        if not self.stopping and (
+            stored or self._last_balance is None or now - self._last_balance >= BALANCE_EVERY
         ):
+            self.systemd.watchdog()
             self._reports = worker.evaluate_balances()
             self._last_balance = now
-        if not self._stopping:
+        if not self.stopping:
+            self.systemd.watchdog()
             worker.deliver()
-        next_due = self.next_due(worker, db)
-        self.systemd.status(self.status_line(self._reports, next_due))
+        next_sync, next_due = self.next_times(worker, db, specs)
+        self.systemd.status(self.status_line(self._reports, next_sync))
         return self.sleep_seconds(next_due)
 
     def _count_synced(self, now: datetime, stored: int) -> None:
         day, count = self._synced_today
         self._synced_today = (now.date(), (count if day == now.date() else 0) + stored)
 
-    def next_due(self, worker: Worker, db: Database) -> datetime | None:
-        """The earliest time a source or a notification delivery is due."""
+    def next_times(
+        self, worker: Worker, db: Database, specs: Sequence[SourceSpec]
+    ) -> tuple[datetime | None, datetime | None]:
+        """When the next source sync is due, and when anything is (sync, delivery, balance).
+
+        Only this config's sources count: a source removed from the config (or another
+        worker's) keeps its row, and its past due time must not wake the loop.
+        Raises StoreError when the database cannot be read.
+        """
+        names = {s.name for s in specs}
         with db.session() as session:
-            times = [
-                s.next_sync
-                for s in repo.all_sync_states(session)
-                if s.next_sync is not None and s.state != "needs_auth"
+            states = [s for s in repo.all_sync_states(session) if s.name in names]
+            syncs = [
+                s.next_sync for s in states if s.next_sync is not None and s.state != "needs_auth"
             ]
+            self._failing = sorted(s.name for s in states if s.state in {"error", "needs_auth"})
             delivery = outbox.next_attempt_at(
                 session, [outbox.url_key(u.reveal()) for u in worker.all_urls()]
             )
-        names = {s.name for s in worker.source_specs()}
-        with db.session() as session:
-            known = {s.name for s in repo.all_sync_states(session)}
-        if names - known:
-            times.append(self.clock())
+        if names - {s.name for s in states}:
+            syncs.append(self.clock())
+        next_sync = min(syncs, default=None)
+        times = list(syncs)
         if delivery is not None:
             times.append(delivery)
-        return min(times, default=None)
+        if self._last_balance is not None:
+            times.append(self._last_balance + BALANCE_EVERY)
+        return next_sync, min(times, default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:
-        """Until the next due time, but never past the watchdog's half-period."""
-        limit = self.max_sleep_s
-        if self.systemd.watchdog_s is not None:
-            limit = min(limit, self.systemd.watchdog_s / 2)
+        """Until the next due time, between `min_sleep_s` and `max_sleep_s`."""
         if next_due is None:
-            return limit
-        return max(0.05, min(limit, (next_due - self.clock()).total_seconds()))
+            return self.max_sleep_s
+        wait = (next_due - self.clock()).total_seconds()
+        return max(self.min_sleep_s, min(self.max_sleep_s, wait))
 
-    def status_line(self, reports: Mapping[str, BalanceReport], next_due: datetime | None) -> str:
-        """ "14 runs synced today; hill share 18% (goal 10-25%); next sync 18:45"."""
+    def status_line(self, reports: Mapping[str, BalanceReport], next_sync: datetime | None) -> str:
+        """One line for `systemctl status`, e.g.
+
+        "14 activities synced today; hill share 18% (goal 10-25%); next sync 18:45".
+        The time is the machine's local time, as the runner reading it expects.
+        """
         parts = [f"{self._synced_today[1]} activities synced today"]
         report = reports.get(DEFAULT_ATHLETE)
-        if report is not None and report.hill_share is not None:
+        if report is None and len(reports) == 1:
+            report = next(iter(reports.values()))
+        if report is not None:
             goal = report.goal
-            parts.append(
-                f"hill share {report.hill_share:.0%} "
-                f"(goal {goal.hill_share_min:.0%}-{goal.hill_share_max:.0%})"
-            )
-        if next_due is not None:
-            parts.append(f"next sync {next_due:%H:%M} UTC")
+            band = f"goal {goal.hill_share_min * 100:.0f}-{goal.hill_share_max * 100:.0f}%"
+            if report.status is BalanceStatus.INSUFFICIENT_DATA or report.hill_share is None:
+                parts.append(f"hill share: not enough runs yet ({band})")
+            else:
+                parts.append(f"hill share {report.hill_share:.0%} ({band})")
+        if self._failing:
+            parts.append("failing: " + ", ".join(self._failing))
+        if next_sync is not None:
+            parts.append(f"next sync {next_sync.astimezone():%H:%M}")
         return "; ".join(parts)
