@@ -1,0 +1,207 @@
+"""`hillsync connect` and `disconnect` through cli.main, with the APIs mocked over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import garminconnect.client
+import pytest
+import responses
+
+from hillsync.cli import main
+from hillsync.sources import garmin as gsrc
+from test_garmin import ACCESS_TOKEN as GARMIN_ACCESS
+from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, token_json
+
+TOKEN_URL = "https://www.strava.com/oauth/token"
+DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
+EXCHANGE = json.loads(
+    (Path(__file__).parent / "data" / "strava" / "token_exchange.json").read_text()
+)
+CLIENT_SECRET = "CLIENT-SECRET-connect-0f1e2d3c4b5a"
+SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
+
+
+@pytest.fixture(autouse=True)
+def _no_cffi_no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Garmin's token posts go through requests (mockable); library sleeps do nothing."""
+    monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    gsrc._CLIENTS.clear()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """A responses mock that refuses any request not mocked."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+class Cli:
+    """`hillsync --config CFG ...` in-process, with XDG folders under tmp."""
+
+    def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.tmp = tmp
+        self.capsys = capsys
+        self.config = tmp / "config.toml"
+        self.env = {
+            "HOME": str(tmp / "home"),
+            "XDG_STATE_HOME": str(tmp / "state"),
+            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
+            "XDG_DATA_HOME": str(tmp / "data"),
+            "PATH": os.environ.get("PATH", ""),
+            SECRET_ENV: CLIENT_SECRET,
+        }
+        self.write_config(strava=True)
+
+    def write_config(self, *, strava: bool) -> None:
+        text = f'[database]\nurl = "sqlite:///{self.tmp / "hillsync.db"}"\n'
+        if strava:
+            text += f'\n[sources.strava]\nclient_id = 4242\nclient_secret = "env:{SECRET_ENV}"\n'
+        self.config.write_text(text)
+        self.config.chmod(0o600)
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["--config", str(self.config), *args], environ=self.env)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def status(self) -> dict[str, Any]:
+        code, out, err = self("status", "--json")
+        assert code == 0, err
+        doc: dict[str, Any] = json.loads(out)
+        return doc
+
+    @property
+    def strava_tokens(self) -> Path:
+        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "strava.json"
+
+    @property
+    def garmin_tokens(self) -> Path:
+        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "garmin" / "garmin_tokens.json"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path, capsys)
+
+
+class TestConnectStrava:
+    """`connect strava --no-browser --code CODE` and `disconnect strava`."""
+
+    def test_code_connects(
+        self, cli: Cli, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Exit 0, the account is listed, tokens 0600 in 0700, no secret in any output."""
+        rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        code, out, err = cli("-v", "connect", "strava", "--no-browser", "--code", "abc123")
+        assert code == 0, err
+        assert "Anna Berg" in out
+        assert "code=abc123" in str(rsps.calls[0].request.body)
+        stored = json.loads(cli.strava_tokens.read_text())
+        assert stored["refresh_token"] == EXCHANGE["refresh_token"]
+        assert stat.S_IMODE(cli.strava_tokens.stat().st_mode) == 0o600
+        assert stat.S_IMODE(cli.strava_tokens.parent.stat().st_mode) == 0o700
+        status = cli.status()
+        assert [(s["name"], s["kind"], s["state"]) for s in status["sources"]] == [
+            ("strava", "strava", "never_synced")
+        ]
+        seen = out + err + caplog.text
+        for secret in (CLIENT_SECRET, EXCHANGE["access_token"], EXCHANGE["refresh_token"]):
+            assert secret not in seen
+
+    def test_without_client_id(self, cli: Cli) -> None:
+        """Without [sources.strava] the command says which key is missing, exit 2."""
+        cli.write_config(strava=False)
+        code, _out, err = cli("connect", "strava", "--no-browser", "--code", "abc123")
+        assert code == 2
+        assert "sources.strava.client_id" in err
+        assert "Traceback" not in err
+        assert not cli.strava_tokens.exists()
+
+    def test_refused_code(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """A refused code is one line on stderr, exit 3, no account and no traceback."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=400,
+            json={"message": "Bad Request", "errors": [{"resource": "AuthorizationCode"}]},
+        )
+        code, _out, err = cli("connect", "strava", "--no-browser", "--code", "used")
+        assert code == 3
+        assert len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+        assert cli.status()["sources"] == []
+
+    def test_disconnect(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """`disconnect strava` revokes, deletes the token file and forgets the account."""
+        rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        rsps.add(responses.POST, DEAUTH_URL, json={})
+        assert cli("connect", "strava", "--no-browser", "--code", "abc123")[0] == 0
+        code, out, err = cli("disconnect", "strava")
+        assert code == 0, err
+        assert "disconnected strava" in out
+        assert not cli.strava_tokens.exists()
+        assert cli.status()["sources"] == []
+        deauth = [c for c in rsps.calls if c.request.url == DEAUTH_URL]
+        assert len(deauth) == 1
+
+
+class TestConnectGarmin:
+    """`connect garmin --tokens FILE` imports a token file made elsewhere."""
+
+    def test_import_records_account(
+        self, cli: Cli, rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The tokens are verified, copied 0600 and the account is listed; no token is shown."""
+        add_profile(rsps)
+        made = cli.tmp / "elsewhere" / "garmin_tokens.json"
+        made.parent.mkdir()
+        made.write_text(token_json())
+        code, out, err = cli("-v", "connect", "garmin", "--tokens", str(made))
+        assert code == 0, err
+        assert "hill-runner" in out
+        assert [c.request.url for c in rsps.calls] == [SOCIAL_URL, SETTINGS_URL]
+        assert json.loads(cli.garmin_tokens.read_text())["di_refresh_token"] == REFRESH_TOKEN
+        assert stat.S_IMODE(cli.garmin_tokens.stat().st_mode) == 0o600
+        assert stat.S_IMODE(cli.garmin_tokens.parent.stat().st_mode) == 0o700
+        assert [(s["name"], s["kind"]) for s in cli.status()["sources"]] == [("garmin", "garmin")]
+        seen = out + err + caplog.text
+        assert REFRESH_TOKEN not in seen
+        assert GARMIN_ACCESS not in seen
+
+    @pytest.mark.parametrize(
+        ("content", "codes"),
+        [('{"oauth_token": "x"}', {3}), ("not json at all", {2, 3}), (None, {2})],
+        ids=["garth-file", "garbage", "missing"],
+    )
+    def test_bad_token_file(self, cli: Cli, content: str | None, codes: set[int]) -> None:
+        """A bad or missing token file is one line on stderr, exit 2 or 3, no account."""
+        path = cli.tmp / "oauth1_token.json"
+        if content is not None:
+            path.write_text(content)
+        code, _out, err = cli("connect", "garmin", "--tokens", str(path))
+        assert code in codes, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith("hillsync: ")
+        assert "Traceback" not in err
+        assert not cli.garmin_tokens.exists()
+        assert cli.status()["sources"] == []
+
+    def test_disconnect(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """`disconnect garmin` deletes the token file and forgets the account."""
+        add_profile(rsps)
+        made = cli.tmp / "garmin_tokens.json"
+        made.write_text(token_json())
+        assert cli("connect", "garmin", "--tokens", str(made))[0] == 0
+        code, _out, err = cli("disconnect", "garmin")
+        assert code == 0, err
+        assert not cli.garmin_tokens.exists()
+        assert cli.status()["sources"] == []
