@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from hillsync import logs
 from hillsync.store.db import Database, open_database, sqlite_url
 
 DATA = Path(__file__).parent / "data"
 PG_ENV = "HILLSYNC_TEST_DATABASE_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """Undo a test's configure_logging(), whose handler writes to that test's captured stream."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, logs._HANDLER_MARK, False):
+            root.removeHandler(handler)
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -168,6 +168,9 @@ def configure_logging(
     root.setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
     logging.getLogger(_OWN_LOGGER).setLevel(level)
     logging.captureWarnings(True)
+    # A log line that cannot be written (stderr closed under a restarting journald) must
+    # neither stop the service nor dump a call stack with source lines onto stderr.
+    logging.raiseExceptions = False
 
     structlog.configure(
         processors=[
