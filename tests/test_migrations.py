@@ -11,7 +11,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from hillsync.errors import StoreError
-from hillsync.store.db import Database, alembic_config, open_database, sqlite_url
+from hillsync.store.db import (
+    HEAD_REVISION,
+    Database,
+    alembic_config,
+    open_database,
+    sqlite_url,
+)
 from hillsync.store.tables import Base
 
 
@@ -40,6 +46,20 @@ class TestUpgrade:
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert head is not None
         assert _revision(db) == head
+
+    def test_head_revision_constant(self, db: Database) -> None:
+        """HEAD_REVISION, which lets an up-to-date start skip alembic, is alembic's head."""
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head == HEAD_REVISION
+        assert db.is_current()
+
+    def test_new_database_is_not_current(self, database_url: str) -> None:
+        """A database without migrations is not taken for an up-to-date one."""
+        database = open_database(database_url, upgrade=False)
+        try:
+            assert not database.is_current()
+        finally:
+            database.close()
 
     def test_upgrade_twice_is_a_no_op(self, db: Database) -> None:
         """Upgrading an up-to-date database changes neither revision nor data."""
