@@ -170,25 +170,14 @@ def cmd_classify(app: App) -> int:
             activity = read_activity(path)
             _profile, result = classify_activity(activity, params)
             rows.append(classify_row(name, activity.sport, result))
-        except (BadActivity, OSError) as exc:
+        except BadActivity as exc:
             failed = True
-            rows.append(classify_error_row(name, describe_os_error(exc)))
+            rows.append(classify_error_row(name, str(exc)))
     if app.args.json:
         app.print_json(rows)
     else:
         print_classify_table(app, rows)
     return EXIT_PARTIAL if failed else EXIT_OK
-
-
-def describe_os_error(exc: Exception) -> str:
-    """A one-line reason for a file that cannot be read."""
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a folder, not a file"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def classify_row(name: str, sport: str, c: Classification) -> dict[str, Any]:

@@ -51,6 +51,10 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Files per folder transaction: small enough that SIGTERM, checked between batches, is
+#: obeyed within a few seconds even on large FIT files; large enough to commit rarely.
+FOLDER_BATCH = 20
+
 #: The longest a failing source waits between two tries, however often it failed.
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -219,7 +223,7 @@ class Worker:
             kind="folder",
             athlete=athlete.name,
             poll_minutes=poll,
-            build=lambda: FolderSource(full, path, clock=self.clock),
+            build=lambda: FolderSource(full, path, clock=self.clock, batch_size=FOLDER_BATCH),
         )
 
     def _strava_spec(self, athlete: str) -> SourceSpec:
