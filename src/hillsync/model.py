@@ -334,9 +334,7 @@ def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(1.0, float(h)))))
 
 
-def is_loop(
-    start: tuple[float, float] | None, end: tuple[float, float] | None
-) -> bool | None:
+def is_loop(start: tuple[float, float] | None, end: tuple[float, float] | None) -> bool | None:
     """Whether a route ends where it started (None when either end is unknown)."""
     if start is None or end is None:
         return None
