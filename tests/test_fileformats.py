@@ -316,3 +316,53 @@ class TestSportMapping:
     def test_map(self, name: str | None, sport: str) -> None:
         """Known names map to hillsync's; unknown or missing ones are runs."""
         assert map_sport(name) == sport
+
+
+class TestDamagedBytes:
+    """Damaged content anywhere in a file is a clear rejection, never another exception."""
+
+    def test_salvaged_before_an_assertion(self, data_dir: Path) -> None:
+        """A file on which fitdecode asserts keeps what precedes the damage, and says so."""
+        activity = read_activity(data_dir / "fit" / "damaged" / "bad_AssertionError.fit")
+        assert activity.raw is not None
+        assert "AssertionError" in activity.raw["damaged"]
+
+    @pytest.mark.parametrize(
+        ("name", "kind"), [("bad_IndexError.fit", "ValueError"), ("bad_TypeError.fit", "TypeError")]
+    )
+    def test_rejected_when_nothing_holds(self, data_dir: Path, name: str, kind: str) -> None:
+        """Files that once escaped as IndexError/TypeError are a one-line BadActivity."""
+        with pytest.raises(BadActivity, match=f"damaged FIT file \\({kind}\\)"):
+            read_activity(data_dir / "fit" / "damaged" / name)
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "2013-02-06-12-11-14.fit",
+            "activity-small-fenix2-run.fit",
+            "compressed-speed-distance.fit",
+            "activity-unexpected-eof.fit",
+        ],
+    )
+    def test_random_byte_flips(self, data_dir: Path, name: str) -> None:
+        """Seeded mutations of a real file each give an activity or BadActivity."""
+        import random
+
+        from hillsync.model import ClassifyParams
+        from hillsync.worker import classify_activity
+
+        data = (data_dir / "fit" / name).read_bytes()
+        rng = random.Random(name)
+        outcomes = {"read": 0, "rejected": 0}
+        for _ in range(25):
+            mutated = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            try:
+                activity = read_activity_bytes(bytes(mutated), name)
+            except BadActivity:
+                outcomes["rejected"] += 1
+                continue
+            classify_activity(activity, ClassifyParams())
+            outcomes["read"] += 1
+        assert sum(outcomes.values()) == 25

@@ -54,6 +54,15 @@ class Track:
     speed_mps: FloatArray | None = None
     segment: npt.NDArray[np.int64] | None = None
 
+    def __post_init__(self) -> None:
+        # Every consumer indexes the fields together: a 2-D field or one of another length
+        # (damaged input) must fail here, where the reader turns it into a clear rejection.
+        n = self.altitude_m.shape[0] if self.altitude_m.ndim == 1 else -1
+        for name in ("altitude_m", "distance_m", "lat", "lon", "time_s", "speed_mps", "segment"):
+            value = getattr(self, name)
+            if value is not None and (value.ndim != 1 or value.shape[0] != n):
+                raise ValueError(f"track field {name} does not match the altitude samples")
+
     def __len__(self) -> int:
         return int(self.altitude_m.shape[0])
 

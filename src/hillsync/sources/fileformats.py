@@ -46,12 +46,22 @@ _SESSION_MESG = 18
 # Raised by fitdecode (and the struct/decoding code under it) on damaged input.
 _FIT_ERRORS = (
     fitdecode.FitError,
+    AssertionError,  # fitdecode asserts on some impossible field layouts
     ValueError,
     KeyError,
     IndexError,
     struct.error,
     EOFError,
     UnicodeDecodeError,
+)
+
+# What building an activity from damaged content can raise after decoding succeeded.
+_DAMAGE_ERRORS = (
+    *_FIT_ERRORS,
+    TypeError,
+    OverflowError,
+    ZeroDivisionError,
+    ArithmeticError,
 )
 
 _SPORT_NAMES: Mapping[str, str] = {
@@ -195,12 +205,18 @@ def read_activity_bytes(
     sid = source_id if source_id is not None else filename
     if not data:
         raise BadActivity("empty file")
-    if lower.endswith(".fit"):
-        return _read_fit(data, source=source, source_id=sid)
-    if lower.endswith(".gpx"):
-        return _read_gpx(data, source=source, source_id=sid, fallback_time=fallback_time)
-    if lower.endswith(".tcx"):
-        return _read_tcx(data, source=source, source_id=sid)
+    try:
+        if lower.endswith(".fit"):
+            return _read_fit(data, source=source, source_id=sid)
+        if lower.endswith(".gpx"):
+            return _read_gpx(data, source=source, source_id=sid, fallback_time=fallback_time)
+        if lower.endswith(".tcx"):
+            return _read_tcx(data, source=source, source_id=sid)
+    except _DAMAGE_ERRORS as exc:
+        # Damaged bytes can surface anywhere past the decoder (a field of the wrong type, an
+        # empty array where one was promised): whatever the path, it is this file's fault.
+        kind = lower.rsplit(".", 1)[-1].upper()
+        raise BadActivity(f"damaged {kind} file ({type(exc).__name__})") from exc
     raise BadActivity("unknown file type (expected .fit, .gpx or .tcx)")
 
 
