@@ -457,3 +457,47 @@ class TestBalanceWarning:
         again.sync_cycle()
         assert len(received) == 1
         assert len(env.messages()) == 1
+
+
+class BrokenSource:
+    """A source with a bug: it raises something no source is allowed to raise."""
+
+    name = "folder"
+    kind = "folder"
+
+    def fetch(self, state: Any) -> Iterator[Any]:
+        raise RuntimeError("a bug")
+        yield  # pragma: no cover - makes this a generator
+
+
+class TestUnexpectedFailure:
+    """A bug inside a source is never recorded as a good sync."""
+
+    def test_state_is_error_with_backoff(self, env: Env) -> None:
+        """The exception goes on, and the source is left in error until a later retry."""
+        from hillsync.worker import SourceSpec
+
+        clock = Clock()
+        worker = env.worker(clock)
+        spec = SourceSpec("folder", "folder", "me", 5.0, BrokenSource)
+        with pytest.raises(RuntimeError, match="a bug"):
+            worker.sync_source(spec)
+        state, next_sync = env.state("folder")
+        assert state == "error"
+        assert next_sync is not None
+        assert aware(next_sync) >= NOW + timedelta(minutes=5)
+
+
+class TestSourceTypo:
+    """`--source` naming nothing is refused before anything is evaluated or sent."""
+
+    def test_nothing_evaluated(self, env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        """No balance is evaluated (so no warning can be queued) for a typo."""
+        from hillsync.errors import UsageError
+
+        worker = env.worker(Clock())
+        called: list[str] = []
+        monkeypatch.setattr(worker, "evaluate_balances", lambda: called.append("evaluated"))
+        with pytest.raises(UsageError, match="stravva"):
+            worker.sync_cycle(only="stravva")
+        assert called == []

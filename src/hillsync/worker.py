@@ -30,6 +30,7 @@ from hillsync.errors import (
     RateLimited,
     SourceError,
     StoreError,
+    UsageError,
 )
 from hillsync.model import (
     Activity,
@@ -289,9 +290,13 @@ class Worker:
 
         A source parked by a rate limit, or waiting for re-authentication, is skipped.
         With `due_only`, sources whose next sync is still ahead are skipped too.
-        Source failures are recorded in the outcome, never raised.
+        Source failures are recorded in the outcome, never raised. Raises UsageError when
+        `only` names no configured source, and StoreError when the database fails.
         """
         specs = [s for s in self.source_specs() if matches(s, only)]
+        if only is not None and not specs:
+            # Before anything is evaluated or sent: a typo must not push notifications.
+            raise UsageError(f"no source named {only!r} (see `hillsync status`)")
         outcomes = [
             self.sync_source(spec, since=since, full=full, due_only=due_only) for spec in specs
         ]
@@ -331,8 +336,10 @@ class Worker:
             )
             state_id = state_row.id
         new = updated = rejected = 0
-        status: str = "ok"
-        error: str | None = None
+        # Until the fetch ends, an exception that is not a SourceError (a bug, a database
+        # failure) leaves the source in error with a backoff, never recorded as ok.
+        status: str = "error"
+        error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
             source = spec.build()
@@ -349,6 +356,7 @@ class Worker:
                     # What is committed stays; the cursor resumes from here next time.
                     next_sync = self.clock()
                     break
+            status, error = "ok", None
         except AuthRequired as exc:
             status, error, next_sync = "needs_auth", str(exc), None
         except RateLimited as exc:
