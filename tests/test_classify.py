@@ -265,6 +265,13 @@ class TestLabels:
         assert c.elevation_loss_m == pytest.approx(200.0, abs=3.0)
         assert c.downhill_m > 3500
 
+    def test_too_short_is_unknown(self) -> None:
+        """A few metres of a file cut short are unknown, not flat."""
+        profile = ramp_profile((60, 0))
+        c = classify(run(), profile, PARAMS)
+        assert c.label is Terrain.UNKNOWN
+        assert c.inputs["reason"] == "too short"
+
     def test_flat(self) -> None:
         """A 10 km run with a 20 m bump is flat."""
         profile = ramp_profile((4800, 0), (200, 10), (200, -10), (4800, 0))

@@ -42,6 +42,10 @@ MAX_DISTANCE_M = 5_000_000.0
 # --------------------------------------------------------------------------- profile
 
 
+#: Shorter than one 100 m segment: no label can be told from it.
+MIN_RUN_M = 100.0
+
+
 def build_profile(track: Track) -> Profile | None:
     """Clean raw samples and resample them every PROFILE_STEP_M (10 m) of distance.
 
@@ -382,6 +386,11 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
         return result(Terrain.UNKNOWN, reported_gain, reported_loss)
     if distance <= 0.0:
         inputs["reason"] = "no distance"
+        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+    if distance < MIN_RUN_M:
+        # A watch started and stopped, or a file cut off after a few samples: per-km
+        # figures over a few metres are noise, and such a run must not count as flat.
+        inputs["reason"] = "too short"
         return result(Terrain.UNKNOWN, reported_gain, reported_loss)
 
     if usable is not None:

@@ -169,7 +169,11 @@ def cmd_classify(app: App) -> int:
         try:
             activity = read_activity(path)
             _profile, result = classify_activity(activity, params)
-            rows.append(classify_row(name, activity.sport, result))
+            row = classify_row(name, activity.sport, result)
+            damaged = (activity.raw or {}).get("damaged")
+            if damaged:
+                row["warning"] = f"{damaged}: classified from what precedes the damage"
+            rows.append(row)
         except BadActivity as exc:
             failed = True
             rows.append(classify_error_row(name, str(exc)))
@@ -192,6 +196,7 @@ def classify_row(name: str, sport: str, c: Classification) -> dict[str, Any]:
         "downhill_m": rounded(c.downhill_m),
         "flat_m": rounded(c.flat_m),
         "error": None,
+        "warning": None,
     }
 
 
@@ -207,6 +212,7 @@ def classify_error_row(name: str, reason: str) -> dict[str, Any]:
         "downhill_m": None,
         "flat_m": None,
         "error": reason,
+        "warning": None,
     }
 
 
@@ -233,6 +239,10 @@ def print_classify_table(app: App, rows: Sequence[Mapping[str, Any]]) -> None:
     for r in rows:
         if r["error"]:
             table.append([r["file"], "-", "error", "-", "-", "-", r["error"]])
+        elif r["warning"]:
+            table.append(
+                [r["file"], r["sport"], r["label"], km(r["distance_m"]), "-", "-", r["warning"]]
+            )
         else:
             split = f"{km(r['uphill_m'])}/{km(r['downhill_m'])}/{km(r['flat_m'])}"
             table.append(
@@ -278,8 +288,6 @@ def cmd_sync(app: App) -> int:
     with sync_progress(app.out.isatty()) as progress:
         worker = app.worker(progress)
         result = worker.sync_cycle(only=app.args.source, since=app.args.since, full=app.args.full)
-    if app.args.source and not result.outcomes:
-        raise UsageError(f"no source named {app.args.source!r} (see `hillsync status`)")
     print_cycle(app, result)
     return EXIT_PARTIAL if result.partial else EXIT_OK
 
@@ -396,8 +404,14 @@ def share_bar(share: float | None, low: float, high: float, width: int = 40) -> 
     return "0% [" + "".join(cells) + "] 100%"
 
 
-def current_report(app: App, athlete: AthleteSettings, at: datetime) -> BalanceReport:
-    """The balance as of `at`, without writing any state or warning."""
+def current_report(
+    app: App, athlete: AthleteSettings, at: datetime, *, with_state: bool = True
+) -> BalanceReport:
+    """The balance as of `at`, without writing any state or warning.
+
+    `with_state` applies the stored warning state's hysteresis: right for now, wrong for a
+    past date, when another state may have been in force.
+    """
     from hillsync.balance import evaluate
     from hillsync.model import BalanceStatus
     from hillsync.store import outbox, repo
@@ -406,7 +420,7 @@ def current_report(app: App, athlete: AthleteSettings, at: datetime) -> BalanceR
     with app.db.session() as session:
         row = repo.ensure_athlete(session, athlete.name)
         state = outbox.get_balance_state(session, row.id)
-        previous = BalanceStatus(state.status) if state is not None else None
+        previous = BalanceStatus(state.status) if state is not None and with_state else None
         runs = repo.runs_for_balance(
             session, athlete.name, at - timedelta(days=goal.window_days), at
         )
@@ -416,7 +430,7 @@ def current_report(app: App, athlete: AthleteSettings, at: datetime) -> BalanceR
 def cmd_balance(app: App) -> int:
     athlete = athlete_settings(app, app.args.athlete)
     at = end_of_day(app.args.at) if app.args.at else datetime.now(UTC)
-    report = current_report(app, athlete, at)
+    report = current_report(app, athlete, at, with_state=app.args.at is None)
     if app.args.json:
         app.print_json(balance_json(report))
         return EXIT_OK
