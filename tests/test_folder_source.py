@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from hillsync.errors import SourceUnavailable
 from hillsync.model import Batch
@@ -117,8 +118,13 @@ class TestScan:
     def test_settling_file_is_left_for_later(self, run_folder: Path) -> None:
         """A file modified within the last two seconds is not read yet, nor marked seen."""
         source = _source(run_folder, clock=lambda: datetime.now(UTC))
-        keys = {k for b in _fetch(source) for k in b.seen}
+        with capture_logs() as events:
+            keys = {k for b in _fetch(source) for k in b.seen}
         assert "b.tcx" not in keys
+        said = [e for e in events if e["event"].startswith("files still being written")]
+        assert said
+        assert said[0]["log_level"] == "info"
+        assert said[0]["files"] >= 1
 
     def test_missing_folder(self, tmp_path: Path) -> None:
         """A folder that does not exist makes the source unavailable, with its path."""

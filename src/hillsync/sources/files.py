@@ -114,7 +114,16 @@ class FolderSource:
             raise SourceUnavailable(f"{root} is not a folder", source=self._name)
         now = self._clock().timestamp()
         present: set[str] = set()
-        items, exports = self._scan(root, state.seen, now, present)
+        settling: list[str] = []
+        items, exports = self._scan(root, state.seen, now, present, settling)
+        if settling:
+            # Said at info level, so that a runner who copied files a second ago and sees
+            # "0 new" learns why.
+            log.info(
+                "files still being written, left for the next sync",
+                source=self._name,
+                files=len(settling),
+            )
         deleted: list[str] = []
         if state.full and state.seen and not present:
             # An empty folder that used to hold files is far more likely an unmounted disk
@@ -178,11 +187,17 @@ class FolderSource:
             raise BadActivity(f"damaged zip: {describe_file_error(exc)}") from exc
 
     def _scan(
-        self, root: Path, seen: Mapping[str, str], now: float, present: set[str]
+        self,
+        root: Path,
+        seen: Mapping[str, str],
+        now: float,
+        present: set[str],
+        settling: list[str],
     ) -> tuple[list[_Item], dict[str, Path]]:
         """The work to do, in a deterministic order, and which keys belong to a Strava export.
 
-        Every candidate file's key is added to `present`, changed or not.
+        Every candidate file's key is added to `present`, changed or not; the keys of new or
+        changed files modified too recently to be complete go to `settling`.
 
         Raises SourceUnavailable when the folder cannot be listed.
         """
@@ -229,7 +244,7 @@ class FolderSource:
             if seen.get(key) == fingerprint:
                 continue
             if now_ns - st.st_mtime_ns < settle_ns:
-                log.debug("file_settling", source=self._name, file=key)
+                settling.append(key)
                 continue
             path = Path(entry.path)
             if is_zip:
