@@ -195,7 +195,12 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
             connection.execute(text("SELECT 1"))
     except DBAPIError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open the database {shown}: {_one_line(exc)}") from None
+        hint = (
+            "check the file's folder and permissions, or [database] url in the config"
+            if engine.dialect.name == "sqlite"
+            else "is the server running and reachable? check [database] url in the config"
+        )
+        raise StoreError(f"cannot open the database {shown}: {_one_line(exc)} ({hint})") from None
     database = Database(engine)
     if upgrade:
         try:
