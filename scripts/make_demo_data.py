@@ -1,9 +1,9 @@
 """Write the bundled demo activities into src/hillsync/demo/ (run once; output committed).
 
 Six weeks (2026-10-19 .. 2026-11-29, UTC) of a road-marathon runner around Freiburg:
-flat river loops, hilly loops (25-40 m/km), two point-to-point downhill runs, one
+flat river loops, hilly loops (25-40 m/km), three point-to-point downhill runs, one
 treadmill run (TCX, no positions, no altitude) and one ride (which must not count). The
-last four weeks are deliberately too hilly for a road marathon (hill share ~47 % against a
+last four weeks are deliberately too hilly for a road marathon (hill share ~44 % against a
 10-25 % band), so `hillsync demo` warns.
 
 Deterministic: the same seed gives byte-identical files (gzip headers carry no time).
@@ -72,6 +72,9 @@ PLAN: tuple[Plan, ...] = (
     Plan("2026-11-25", "06:20", "river-easy", "flat", 8.0),
     Plan("2026-11-26", "06:10", "schlossberg-hills", "hilly", 10.0, 26.0, dt_s=1, gz=True),
     Plan("2026-11-29", "08:00", "long-run-river", "flat", 22.0, gz=True),
+    # Added last so that the random streams of the plans above (seeded by their index)
+    # and so their files stay as they were: one descent inside the last four weeks.
+    Plan("2026-11-20", "14:00", "st-peter-descent", "downhill", 11.0, gz=True),
 )
 
 

@@ -156,26 +156,30 @@ class TestTerrain:
         return out
 
     def test_kinds_of_runs(self, runs: list[tuple[str, datetime, float, float, float]]) -> None:
-        """There are flat runs (< 5 m/km), hilly loops (25-40 m/km) and two big descents."""
+        """There are flat runs (< 5 m/km), hilly loops (25-40 m/km) and three big descents."""
         flat = [r for r in runs if r[3] < 5 and r[4] < 5]
         hilly = [r for r in runs if 25 <= r[3] <= 40 and abs(r[3] - r[4]) < 3]
         downhill = [r for r in runs if r[4] > 30 and r[3] < 5 and r[4] * r[2] > 500]
         assert len(flat) >= 10
         assert len(hilly) >= 6
-        assert len(downhill) == 2
+        assert len(downhill) == 3
         assert len(flat) + len(hilly) + len(downhill) == len(runs)
 
     def test_last_four_weeks_too_hilly(
         self, runs: list[tuple[str, datetime, float, float, float]]
     ) -> None:
-        """In the 28 days to 2026-11-29 the hill share is 45-50 %, far above a marathon's 25 %."""
+        """In the 28 days to 2026-11-29 the hill share is 40-50 %, far above a marathon's 25 %.
+
+        One descent falls in the window, so the demo shows every label, but the downhill
+        share stays under a marathon's 10 % (the warning is about hills, not descents).
+        """
         window = [r for r in runs if r[1] >= LAST - timedelta(days=28)]
         assert len(window) >= 15
         total = sum(r[2] for r in window)
-        hilly = sum(r[2] for r in window if r[3] >= 15)
         downhill = sum(r[2] for r in window if r[4] >= 15 and r[4] >= 1.5 * r[3])
-        assert 0.45 <= (hilly - downhill) / total <= 0.50
-        assert downhill == 0
+        uphill = sum(r[2] for r in window if r[3] >= 15 and not r[4] >= 1.5 * r[3])
+        assert 0.40 <= uphill / total <= 0.50
+        assert 0 < downhill / total < 0.10
 
 
 class TestGenerator:
