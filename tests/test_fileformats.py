@@ -167,6 +167,13 @@ class TestRealFitFiles:
 class TestGpx:
     """GPX tracks, segments, times and types."""
 
+    def test_moving_time_leaves_out_the_pause(self, data_dir: Path) -> None:
+        """The pause between two segments counts in the elapsed time only."""
+        a = read_activity(data_dir / "gpx" / "two-segments.gpx")
+        assert a.elapsed_time_s is not None
+        assert a.moving_time_s is not None
+        assert 0 < a.moving_time_s < a.elapsed_time_s
+
     def test_segments_gap_not_counted(self, data_dir: Path) -> None:
         """Two 1 km segments 5 km apart make 2 km, not 7 km."""
         a = read_activity(data_dir / "gpx" / "two-segments.gpx")

@@ -840,6 +840,7 @@ def _read_gpx(
         start_time=start_time,
         name=name,
         distance_m=float(dist[-1]),
+        moving_time_s=_moving_time(dist, time_s),
         elapsed_time_s=elapsed,
         start_latlng=(lat[0], lon[0]),
         end_latlng=(lat[-1], lon[-1]),
@@ -855,6 +856,24 @@ def _read_gpx(
         raw=raw,
         elevation_source="file",
     )
+
+
+#: Slower than this between two samples is standing (a traffic light, a photo stop).
+_MOVING_MPS = 0.5
+#: A longer gap between two samples is a pause of the recording, not movement.
+_MAX_SAMPLE_GAP_S = 60.0
+
+
+def _moving_time(dist: FloatArray, time_s: FloatArray | None) -> float | None:
+    """Seconds spent moving, from a track's distance and time (GPX files give no total)."""
+    if time_s is None or dist.shape[0] < 2:
+        return None
+    dt = np.diff(time_s)
+    dd = np.diff(dist)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moving = (dt > 0) & (dt <= _MAX_SAMPLE_GAP_S) & (dd / dt >= _MOVING_MPS)
+    total = float(np.nansum(np.where(moving, dt, 0.0)))
+    return total if total > 0 else None
 
 
 def _read_tcx(data: bytes, *, source: str, source_id: str) -> Activity:
