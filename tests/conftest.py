@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -79,3 +81,26 @@ def db(database_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """A responses mock: any request not mocked fails (no test touches the network)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def garmin_offline(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """garminconnect made mockable and sleepless: its login and refresh posts go through
+    requests (not curl_cffi), its sleeps are recorded instead of slept, and no logged-in
+    client is reused from another test."""
+    import garminconnect.client
+
+    from hillsync.sources import garmin
+
+    monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    garmin._CLIENTS.clear()
+    return slept

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import garminconnect.client
 import pytest
 import responses
 
 from hillsync.cli import main
-from hillsync.sources import garmin as gsrc
 from test_garmin import ACCESS_TOKEN as GARMIN_ACCESS
 from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, token_json
+
+pytestmark = pytest.mark.usefixtures("garmin_offline")
 
 TOKEN_URL = "https://www.strava.com/oauth/token"
 DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
@@ -26,21 +24,6 @@ EXCHANGE = json.loads(
 )
 CLIENT_SECRET = "CLIENT-SECRET-connect-0f1e2d3c4b5a"
 SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
-
-
-@pytest.fixture(autouse=True)
-def _no_cffi_no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Garmin's token posts go through requests (mockable); library sleeps do nothing."""
-    monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
-    monkeypatch.setattr(time, "sleep", lambda _s: None)
-    gsrc._CLIENTS.clear()
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    """A responses mock that refuses any request not mocked."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 class Cli:

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import garminconnect
-import garminconnect.client
 import pytest
 import requests
 import responses
@@ -47,6 +45,8 @@ from hillsync.sources.garmin import (
     disconnect_garmin,
     import_garmin_tokens,
 )
+
+pytestmark = pytest.mark.usefixtures("garmin_offline")
 
 API = "https://connectapi.garmin.com"
 LIST_URL = f"{API}/activitylist-service/activities/search/activities"
@@ -170,23 +170,6 @@ def add_profile(rsps: responses.RequestsMock, status: int = 200) -> None:
 def no_wait() -> tenacity.Retrying:
     """Three attempts, no waiting."""
     return tenacity.Retrying(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())
-
-
-@pytest.fixture(autouse=True)
-def _no_cffi_no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Route login/refresh posts through requests and record (not do) library sleeps."""
-    monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    gsrc._CLIENTS.clear()
-    return slept
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    """A responses mock that fails on any unmocked request."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture

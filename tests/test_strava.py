@@ -10,7 +10,7 @@ import re
 import stat
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,12 +171,6 @@ def no_wait() -> tenacity.Retrying:
     return tenacity.Retrying(
         wait=tenacity.wait_none(), stop=tenacity.stop_after_attempt(3), sleep=lambda _s: None
     )
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture

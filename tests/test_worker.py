@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import garminconnect.client
 import pytest
 import responses
 import tenacity
@@ -48,6 +46,8 @@ from test_garmin import summary as garmin_summary
 from test_strava import LIST_URL, FakeStrava, write_tokens
 from test_strava import summary as strava_summary
 
+pytestmark = pytest.mark.usefixtures("garmin_offline")
+
 CLIENT_ID = 4242
 CLIENT_SECRET = "CLIENT-SECRET-fedcba9876543210"
 SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
@@ -71,21 +71,6 @@ def no_wait() -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(), sleep=lambda _s: None
     )
-
-
-@pytest.fixture(autouse=True)
-def _no_cffi_no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Garmin's login posts go through requests (mockable); library sleeps do nothing."""
-    monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
-    monkeypatch.setattr(time, "sleep", lambda _s: None)
-    gsrc._CLIENTS.clear()
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    """A responses mock that refuses any request not mocked."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 class Env:
