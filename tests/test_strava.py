@@ -788,3 +788,62 @@ class TestSecrets:
             "REFRESH-rotated-7-abcdefabcdef",
         ):
             assert secret not in text
+
+
+class TestOddAnswers:
+    """Odd answers from Strava cost at most one activity's profile or one poll, never a token."""
+
+    def test_refresh_answer_without_expiry_keeps_the_rotated_token(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """A refresh answer with a null expiry still gets its new refresh token written."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            json={
+                "token_type": "Bearer",
+                "access_token": "ACCESS-odd-abcdefabcdef",
+                "refresh_token": "REFRESH-odd-abcdefabcdef",
+                "expires_at": None,
+            },
+        )
+        with pytest.raises(SourceUnavailable, match="no usable access token"):
+            run_fetch(make_source(path), first_state())
+        assert json.loads(path.read_text())["refresh_token"] == "REFRESH-odd-abcdefabcdef"
+
+    def test_refresh_answer_without_refresh_token(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """An answer stravalib cannot read is a retry later, and the old token is kept."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        rsps.add(responses.POST, TOKEN_URL, json={"token_type": "Bearer"})
+        with pytest.raises(SourceUnavailable):
+            run_fetch(make_source(path), first_state())
+        assert json.loads(path.read_text())["refresh_token"] == REFRESH
+
+    def test_unreadable_streams_keep_the_summary(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """A streams answer stravalib cannot parse leaves the run without a profile."""
+        fake = FakeStrava(rsps, history(5))
+        rsps.replace(responses.GET, STREAMS_RE, json={"altitude": None}, headers=fake.headers())
+        batches = run_fetch(make_source(token_path), first_state())
+        activities = [a for b in batches for a in b.activities]
+        assert len(activities) == 5
+        assert all(a.track is None for a in activities)
+
+    def test_usage_header_without_limit(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """A usage header without its limit header is ignored, not a crash."""
+        rsps.add(
+            responses.GET,
+            LIST_URL,
+            json=[],
+            headers={"X-ReadRateLimit-Usage": "1,2"},
+        )
+        batches = run_fetch(make_source(token_path), first_state())
+        assert [a for b in batches for a in b.activities] == []

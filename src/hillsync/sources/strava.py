@@ -118,6 +118,30 @@ class ConnectedAccount:
     scope: str
 
 
+def _rotated(current: _Tokens, info: Mapping[str, Any]) -> _Tokens:
+    """The tokens after a refresh: what the answer gives, else what was there.
+
+    An expiry of 0 (the answer had no usable access token or expiry) forces another refresh
+    at the next poll, with the refresh token that was kept either way.
+    """
+
+    def text(key: str) -> str | None:
+        value = info.get(key)
+        return value if isinstance(value, str) and value else None
+
+    access, refresh = text("access_token"), text("refresh_token")
+    try:
+        expires_at = int(info.get("expires_at"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        expires_at = 0
+    return replace(
+        current,
+        access_token=Secret(access) if access else current.access_token,
+        refresh_token=Secret(refresh) if refresh else current.refresh_token,
+        expires_at=expires_at if access else 0,
+    )
+
+
 @dataclass(frozen=True)
 class _Tokens:
     access_token: Secret
@@ -283,7 +307,7 @@ class _Budget(limiter.RateLimiter):
         try:
             read = limiter.get_rates_from_response_headers(args, "GET")
             overall = limiter.get_rates_from_response_headers(args, "POST")
-        except ValueError:
+        except (ValueError, KeyError, IndexError):  # a usage header without its limit, or short
             log.warning("strava_rate_headers_unreadable")
             return
         self._rates = {}
@@ -539,15 +563,30 @@ class StravaSource:
                     f"strava is unreachable ({type(e).__name__}): will retry at the next poll",
                     source=KIND,
                 ) from None
+            except (KeyError, TypeError, ValueError):
+                # stravalib reads the answer's fields itself: an answer without them rotated
+                # nothing that could be kept, so the old refresh token is still the one.
+                raise SourceUnavailable(
+                    "strava's token answer was incomplete: will retry at the next poll",
+                    source=KIND,
+                ) from None
             self.requests_made += 1
-            rotated = replace(
-                current,
-                access_token=Secret(info["access_token"]),
-                refresh_token=Secret(info["refresh_token"]),
-                expires_at=int(info["expires_at"]),
-            )
+            rotated = _rotated(current, info)
             # Persist before use: once Strava rotated it, the old refresh token is dead.
-            write_private_file(self._token_path, rotated.to_json())
+            # Whatever else the answer lacks, the new refresh token is written first.
+            try:
+                write_private_file(self._token_path, rotated.to_json())
+            except OSError as e:
+                raise SourceUnavailable(
+                    f"cannot write the rotated Strava token to {self._token_path}"
+                    f" ({e.strerror}): free space or fix permissions, or run {self._command}",
+                    source=KIND,
+                ) from None
+            if rotated.expires_at <= now:
+                raise SourceUnavailable(
+                    "strava's token answer had no usable access token: will retry at the next poll",
+                    source=KIND,
+                )
             log.info("strava_token_refreshed", source=self._name, expires_at=rotated.expires_at)
             return rotated
         finally:
@@ -632,7 +671,26 @@ class StravaSource:
         except strava_exc.ObjectNotFound:
             log.info("strava_streams_missing", source=self._name, id=activity.source_id)
             return None
-        return track_from_streams(streams)
+        except (ValidationError, AttributeError, TypeError, ValueError) as e:
+            # stravalib parses the streams itself; an odd answer costs this run its profile,
+            # not the sync: it keeps the label its summary gives.
+            log.warning(
+                "strava_streams_unreadable",
+                source=self._name,
+                id=activity.source_id,
+                error=type(e).__name__,
+            )
+            return None
+        try:
+            return track_from_streams(streams)
+        except (TypeError, ValueError) as e:
+            log.warning(
+                "strava_streams_unreadable",
+                source=self._name,
+                id=activity.source_id,
+                error=type(e).__name__,
+            )
+            return None
 
     def _wants_streams(self, activity: Activity) -> bool:
         manual = bool((activity.raw or {}).get("manual"))
