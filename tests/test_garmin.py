@@ -300,6 +300,11 @@ class TestSummary:
         raw = summary(1, datetime(2026, 5, 1, 23, 30, tzinfo=UTC))
         assert activity_from_summary(raw).start_time.hour == 23
 
+    def test_null_entry_is_rejected(self) -> None:
+        """A null where an activity belongs is a BadActivity, not an AttributeError."""
+        with pytest.raises(BadActivity, match="NoneType"):
+            activity_from_summary(None)  # type: ignore[arg-type]
+
     def test_nulls_are_tolerated(self) -> None:
         """Missing or null figures become None rather than failing."""
         raw = summary(7, NOW, gain=None, loss=None)

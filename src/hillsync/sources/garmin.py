@@ -454,8 +454,11 @@ def _type_key(summary: Mapping[str, Any]) -> str | None:
 def activity_from_summary(summary: Mapping[str, Any], *, source: str = "garmin") -> Activity:
     """Build an Activity from one entry of Garmin's activity list.
 
-    Raises BadActivity when the summary has no activityId or no start time.
+    Raises BadActivity when the summary is not an object, or has no activityId or no start
+    time.
     """
+    if not isinstance(summary, Mapping):
+        raise BadActivity(f"Garmin listed a {type(summary).__name__} where an activity belongs")
     aid = summary.get("activityId")
     if isinstance(aid, bool) or not isinstance(aid, int | str) or not str(aid).strip():
         raise BadActivity("Garmin activity without an activityId")
@@ -858,6 +861,9 @@ class GarminSource:
                 )
                 return None
             raise self._error(exc, "downloading an activity file") from None
+        if not isinstance(data, bytes | bytearray):
+            log.warning("garmin_download_empty", source=self._name, activity=activity_id)
+            return None
         return bytes(data)
 
     def _complete(self, garmin: Garmin, act: Activity) -> Activity:
