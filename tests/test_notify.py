@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import structlog
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from hillsync.errors import ConfigError
 from hillsync.model import Message, Secret
@@ -55,6 +56,7 @@ class FakeApprise:
 
     def notify(self, body: str, title: str = "") -> bool:
         for url in self.urls:
+            self.world.attempts[url] = self.world.attempts.get(url, 0) + 1
             if url in self.world.raising:
                 raise ConnectionError(f"cannot reach {url}")
             if url in self.world.down:
@@ -71,6 +73,7 @@ class FakeWorld:
         self.raising: set[str] = set()
         self.invalid: set[str] = set()
         self.received: dict[str, list[tuple[str, str]]] = {}
+        self.attempts: dict[str, int] = {}
 
     def factory(self) -> FakeApprise:
         return FakeApprise(self)
@@ -78,9 +81,11 @@ class FakeWorld:
 
 def enqueue(db: Database, urls: list[str], message: Message = MESSAGE) -> int:
     with db.session() as s:
-        athlete = Athlete(name="me", created_at=T0)
-        s.add(athlete)
-        s.flush()
+        athlete = s.scalars(select(Athlete).where(Athlete.name == "me")).first()
+        if athlete is None:
+            athlete = Athlete(name="me", created_at=T0)
+            s.add(athlete)
+            s.flush()
         row = outbox.enqueue(
             s, message, athlete_id=athlete.id, url_keys=[outbox.url_key(u) for u in urls], now=T0
         )
@@ -164,6 +169,47 @@ class TestExactlyOnce:
         assert both.deliver_pending(db.session) == DeliveryResult(sent=1)
         assert pending(db) == 0
         assert len(world.received[GOOD]) == 1
+
+    def test_removed_url_goes_to_the_log(self, db: Database) -> None:
+        """A message whose only URL left the config is logged once and done."""
+        world = FakeWorld()
+        enqueue(db, [DEAD])
+        notifier = Notifier([Secret(GOOD)], clock=Clock(T0), apprise_factory=world.factory)
+        with capture_logs() as events:
+            assert notifier.deliver_pending(db.session) == DeliveryResult(logged=1)
+            assert notifier.deliver_pending(db.session) == DeliveryResult()
+        assert [e["title"] for e in events if e["event"] == "notification"] == [MESSAGE.title]
+        assert pending(db) == 0
+        assert world.received == {}
+
+    def test_removed_url_after_another_got_it(self, db: Database) -> None:
+        """A message that reached a URL still configured is done, not logged, once the
+        other URL is removed."""
+        world = FakeWorld()
+        enqueue(db, [GOOD, DEAD])
+        only_good = Notifier([Secret(GOOD)], clock=Clock(T0), apprise_factory=world.factory)
+        assert only_good.deliver_pending(db.session) == DeliveryResult(sent=1)
+        assert only_good.deliver_pending(db.session) == DeliveryResult()
+        assert pending(db) == 0
+
+    def test_dead_url_tried_once_per_pass(self, db: Database) -> None:
+        """Five messages for a dead URL cost one attempt per pass, not five."""
+        world = FakeWorld()
+        world.down.add(DEAD)
+        for _ in range(5):
+            enqueue(db, [DEAD])
+        notifier = Notifier([Secret(DEAD)], clock=Clock(T0), apprise_factory=world.factory)
+        assert notifier.deliver_pending(db.session) == DeliveryResult(failed=1)
+        assert world.attempts[DEAD] == 1
+
+    def test_stop_is_obeyed_between_sends(self, db: Database) -> None:
+        """A stop request ends the pass before the next send."""
+        world = FakeWorld()
+        enqueue(db, [GOOD])
+        enqueue(db, [GOOD])
+        notifier = Notifier([Secret(GOOD)], clock=Clock(T0), apprise_factory=world.factory)
+        assert notifier.deliver_pending(db.session, stop=lambda: True) == DeliveryResult()
+        assert pending(db) == 2
 
     def test_duplicate_url_once(self, db: Database) -> None:
         """The same URL configured twice gets one delivery."""

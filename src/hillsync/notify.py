@@ -82,6 +82,10 @@ def _install_scrubber(urls: Sequence[Secret]) -> None:
             logger.addFilter(_scrubber)
 
 
+#: How long a claimed delivery is reserved for the worker sending it.
+CLAIM_LEASE = timedelta(minutes=10)
+
+
 def default_backoff(attempts: int) -> timedelta:
     """Delay before the next attempt after `attempts` failures: 1 min doubling, max 6 h."""
     if attempts < 1:
@@ -166,13 +170,18 @@ class Notifier:
         return None
 
     def deliver_pending(
-        self, db_session_factory: Callable[[], AbstractContextManager[Session]]
+        self,
+        db_session_factory: Callable[[], AbstractContextManager[Session]],
+        *,
+        stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryResult:
         """Deliver every due delivery whose URL is configured, and log the log-only messages.
 
-        Commits after each delivery. Never raises for a failing URL; raises SQLAlchemy
-        errors if the database itself fails. Deliveries for a URL that is no longer
-        configured are left pending (they go out if the URL comes back).
+        A message whose URLs were all removed from the config goes to the log instead. A
+        URL that fails is not tried again in the same pass (its other messages wait for its
+        backoff), and `stop` is checked before each send, so a dead URL never holds up a
+        shutdown. No transaction stays open during a send. Never raises for a failing URL;
+        raises StoreError or SQLAlchemy errors if the database itself fails.
         """
         now = self._clock()
         logged = 0
@@ -181,40 +190,72 @@ class Notifier:
                 log.warning("notification", title=message.title, body=message.body)
                 outbox.mark_logged(session, message, now)
                 logged += 1
+            for message in outbox.orphan_messages(session, self.url_keys):
+                # Its remaining URLs were removed from the config. Reached nowhere: the log
+                # has it. Reached elsewhere already: it is simply done.
+                if not any(d.sent_at is not None for d in message.deliveries):
+                    log.warning("notification", title=message.title, body=message.body)
+                    logged += 1
+                outbox.mark_logged(session, message, now)
             due = [d.id for d in outbox.due_deliveries(session, now) if d.url_key in self._by_key]
-            session.commit()
 
         sent = failed = 0
+        failing: set[str] = set()
         for delivery_id in due:
+            if stop():
+                break
+            claimed = self._claim(db_session_factory, delivery_id, now, failing)
+            if claimed is None:
+                continue
+            url_key, title, body, attempts = claimed
+            url = self._by_key[url_key].reveal()
+            error = self._send(url, title, body)
             with db_session_factory() as session:
-                delivery = outbox.claim_delivery(session, delivery_id, now)
-                if delivery is None:
-                    continue  # another worker has it, or it was sent meanwhile
-                url = self._by_key[delivery.url_key].reveal()
-                error = self._send(url, delivery.message.title, delivery.message.body)
+                delivery = outbox.get_delivery(session, delivery_id)
                 if error is None:
                     outbox.mark_sent(session, delivery, self._clock())
                     sent += 1
                     log.info(
                         "notification_sent",
                         scheme=_scheme(url),
-                        url_key=delivery.url_key,
+                        url_key=url_key,
                         message_id=delivery.message_id,
                     )
                 else:
-                    retry_at = self._clock() + self._backoff(delivery.attempts + 1)
+                    failing.add(url_key)
+                    retry_at = self._clock() + self._backoff(attempts + 1)
                     outbox.mark_failed(session, delivery, error=error, next_attempt_at=retry_at)
                     failed += 1
                     log.warning(
                         "notification_failed",
                         scheme=_scheme(url),
-                        url_key=delivery.url_key,
+                        url_key=url_key,
                         error=error,
                         attempts=delivery.attempts,
                         retry_at=retry_at.isoformat(),
                     )
-                session.commit()
         return DeliveryResult(sent=sent, failed=failed, logged=logged)
+
+    def _claim(
+        self,
+        db_session_factory: Callable[[], AbstractContextManager[Session]],
+        delivery_id: int,
+        now: datetime,
+        failing: set[str],
+    ) -> tuple[str, str, str, int] | None:
+        """Take one due delivery for sending: (url key, title, body, attempts), or None.
+
+        The claim moves the delivery's next attempt a lease ahead and commits, so that no
+        other worker sends it meanwhile and the send runs outside any transaction; a crash
+        before the outcome is marked sends it once more after the lease.
+        """
+        with db_session_factory() as session:
+            delivery = outbox.claim_delivery(session, delivery_id, now)
+            if delivery is None or delivery.url_key in failing:
+                return None  # another worker has it, it was sent meanwhile, or its URL is down
+            delivery.next_attempt_at = now + CLAIM_LEASE
+            message = delivery.message
+            return delivery.url_key, message.title, message.body, delivery.attempts
 
     def send_test(self) -> list[tuple[str, bool, str | None]]:
         """Send a test message to every URL: (redacted URL, ok, error or None) per URL."""

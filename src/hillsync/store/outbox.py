@@ -149,6 +149,37 @@ def log_only_messages(session: Session) -> list[OutboxMessage]:
     return list(session.scalars(stmt))
 
 
+def get_delivery(session: Session, delivery_id: int) -> OutboxDelivery:
+    """One delivery by id. Raises sqlalchemy.exc.NoResultFound when there is none."""
+    return session.get_one(OutboxDelivery, delivery_id)
+
+
+def orphan_messages(session: Session, url_keys: Sequence[str]) -> list[OutboxMessage]:
+    """Messages not done whose every unsent delivery names a URL not in `url_keys`.
+
+    Their URLs were removed from the config: they would otherwise wait forever.
+    """
+    unsent_to_configured = (
+        select(OutboxDelivery.id)
+        .where(
+            OutboxDelivery.message_id == OutboxMessage.id,
+            OutboxDelivery.sent_at.is_(None),
+            OutboxDelivery.url_key.in_(list(url_keys)),
+        )
+        .exists()
+    )
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.done_at.is_(None),
+            OutboxMessage.deliveries.any(OutboxDelivery.sent_at.is_(None)),
+            ~unsent_to_configured,
+        )
+        .order_by(OutboxMessage.id)
+    )
+    return list(session.scalars(stmt))
+
+
 def mark_sent(session: Session, delivery: OutboxDelivery, now: datetime) -> None:
     """Mark a delivery sent; the message is done once all its deliveries are."""
     delivery.sent_at = now
