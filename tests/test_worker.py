@@ -22,6 +22,7 @@ import pytest
 import responses
 import tenacity
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from hillsync import paths
 from hillsync.cli import main
@@ -459,14 +460,18 @@ class TestUnexpectedFailure:
     """A bug inside a source is never recorded as a good sync."""
 
     def test_state_is_error_with_backoff(self, env: Env) -> None:
-        """The exception goes on, and the source is left in error until a later retry."""
+        """The bug is contained: the source is left in error until a later retry."""
         from hillsync.worker import SourceSpec
 
         clock = Clock()
         worker = env.worker(clock)
         spec = SourceSpec("folder", "folder", "me", 5.0, BrokenSource)
-        with pytest.raises(RuntimeError, match="a bug"):
-            worker.sync_source(spec)
+        with capture_logs() as events:
+            outcome = worker.sync_source(spec)
+        assert outcome.state == "error"
+        assert outcome.partial
+        assert "RuntimeError" in (outcome.error or "")
+        assert any(e["event"] == "source_failed" for e in events)
         state, next_sync = env.state("folder")
         assert state == "error"
         assert next_sync is not None

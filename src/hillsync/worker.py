@@ -28,7 +28,6 @@ from hillsync.errors import (
     ConfigError,
     HillsyncError,
     RateLimited,
-    SourceError,
     StoreError,
     UsageError,
 )
@@ -336,8 +335,8 @@ class Worker:
             )
             state_id = state_row.id
         new = updated = rejected = 0
-        # Until the fetch ends, an exception that is not a SourceError (a bug, a database
-        # failure) leaves the source in error with a backoff, never recorded as ok.
+        # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
+        # database failure, a signal) leaves it in error with a backoff, never as ok.
         status: str = "error"
         error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
@@ -361,8 +360,15 @@ class Worker:
             status, error, next_sync = "needs_auth", str(exc), None
         except RateLimited as exc:
             status, error, next_sync = "rate_limited", str(exc), exc.resume_at
-        except SourceError as exc:
+        except HillsyncError as exc:  # the source's own errors, and the store's
             status, error = "error", str(exc)
+        except Exception as exc:
+            # The one fault boundary outside cli.py: a bug or an unmapped library error in
+            # one source must not stop the other sources, the balance or the deliveries
+            # (nor crash-loop the daemon). It is logged with its traceback (secrets masked)
+            # and the source waits out a backoff in `error`.
+            log.exception("source_failed", source=spec.name, error=type(exc).__name__)
+            error = f"unexpected {type(exc).__name__} (a bug: see the log, run with -v)"
         finally:
             with self.db.session() as session:
                 state_row = repo.get_sync_state(session, state_id)
@@ -460,7 +466,7 @@ class Worker:
     def deliver(self) -> DeliveryResult:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
-        return notifier.deliver_pending(self.db.session)
+        return notifier.deliver_pending(self.db.session, stop=self.stop)
 
 
 def reconnect_command(kind: str, athlete: str) -> str:
