@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -104,3 +108,45 @@ def garmin_offline(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(time, "sleep", slept.append)
     garmin._CLIENTS.clear()
     return slept
+
+
+class Webhook:
+    """An HTTP server on 127.0.0.1 recording the JSON bodies posted to it (apprise's json://).
+
+    Each body is recorded with the request's `path`. `url` is the json:// URL to configure.
+    """
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append({"path": self.path, **json.loads(self.rfile.read(length) or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A Webhook for the test: (its json:// URL, the bodies it received)."""
+    hook = Webhook()
+    try:
+        yield hook.url, hook.received
+    finally:
+        hook.close()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("garmin_offline")
 TOKEN_URL = "https://www.strava.com/oauth/token"
 DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
 EXCHANGE = json.loads(
-    (Path(__file__).parent / "data" / "strava" / "token_exchange.json").read_text()
+    (Path(__file__).parent / "data" / "strava" / "oauth_exchange.json").read_text()
 )
 CLIENT_SECRET = "CLIENT-SECRET-connect-0f1e2d3c4b5a"
 SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"

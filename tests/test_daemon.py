@@ -22,12 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import Webhook
 from hillsync.cli import main
 from hillsync.worker import Daemon
 
@@ -116,37 +116,10 @@ class NotifySocket:
         self._sock.close()
 
 
-class Hook:
-    """A loopback HTTP server that records the JSON bodies apprise's json:// posts to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class Service:
     """A `hillsync run` subprocess with its own config, XDG folders and notify socket."""
 
-    def __init__(self, tmp: Path, sock_dir: Path, hook: Hook) -> None:
+    def __init__(self, tmp: Path, sock_dir: Path, hook: Webhook) -> None:
         self.tmp = tmp
         self.hook = hook
         self.config = tmp / "config.toml"
@@ -240,7 +213,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
     """A configured but not yet started daemon; killed and cleaned up after the test."""
     # A unix socket path has at most 107 bytes; tmp_path may be longer than that.
     sock_dir = Path(tempfile.mkdtemp(prefix="hs-", dir="/tmp"))
-    hook = Hook()
+    hook = Webhook()
     svc = Service(tmp_path, sock_dir, hook)
     try:
         yield svc

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -317,32 +313,6 @@ class TestLogOnly:
         assert notes[0]["body"] == MESSAGE.body
         assert notes[0]["log_level"] == "warning"
         assert pending(db) == 0
-
-
-@pytest.fixture
-def loopback() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An HTTP server on 127.0.0.1 that records the JSON bodies posted to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            received.append({"path": self.path, **json.loads(self.rfile.read(length))})
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class TestRealApprise:

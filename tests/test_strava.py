@@ -270,7 +270,7 @@ class TestConnect:
     """`connect strava` in its three forms."""
 
     def exchange(self, rsps: responses.RequestsMock, body: Any = None, status: int = 200) -> None:
-        rsps.add(responses.POST, TOKEN_URL, json=body or load("token_exchange.json"), status=status)
+        rsps.add(responses.POST, TOKEN_URL, json=body or load("oauth_exchange.json"), status=status)
 
     def test_code(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
         """A bare code is exchanged and the tokens land 0600 in a 0700 folder."""
@@ -753,7 +753,7 @@ class TestSecrets:
         """A connect, a refresh, a sync and a failure leave no secret in logs, output or errors."""
         caplog.set_level(logging.DEBUG)
         path = tmp_path / "me.json"
-        rsps.add(responses.POST, TOKEN_URL, json=load("token_exchange.json"))
+        rsps.add(responses.POST, TOKEN_URL, json=load("oauth_exchange.json"))
         errors: list[str] = []
         with capture_logs() as events:
             connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, code="the-code-123456")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -371,32 +369,6 @@ def gpx_climb(start: datetime, n: int = 2000) -> str:
         'xmlns="http://www.topografix.com/GPX/1/1">'
         f"<trk><type>running</type><trkseg>{pts}</trkseg></trk></gpx>"
     )
-
-
-@pytest.fixture
-def loopback() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An HTTP server on 127.0.0.1 that records the JSON bodies posted to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class TestBalanceWarning:
