@@ -954,3 +954,20 @@ class TestSecrets:
             )
         assert PASSWORD not in str(info.value)
         assert info.value.__cause__ is None
+
+
+class TestOneProcessAtATime:
+    """An account's tokens are used by one hillsync process at a time."""
+
+    def test_second_process_waits_its_turn(self, token_dir: Path) -> None:
+        """While another process holds the account's lock, a fetch is a retry-later."""
+        import fcntl
+        import os
+
+        fd = os.open(token_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with pytest.raises(SourceUnavailable, match="another hillsync process"):
+                list(make_source(token_dir).fetch(SourceState(since=NOW - timedelta(days=30))))
+        finally:
+            os.close(fd)

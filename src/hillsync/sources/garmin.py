@@ -11,9 +11,12 @@ downloaded only for an outdoor run whose label needs a profile (or with streams=
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import math
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -681,6 +684,35 @@ class GarminSource:
 
         Raises AuthRequired, RateLimited or SourceUnavailable; batches yielded before stay.
         """
+        with self._exclusive():
+            yield from self._fetch(state)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the account's lock file: one process at a time uses (and so refreshes and
+        rewrites) its tokens, so that a `hillsync sync` beside the daemon cannot make two
+        refreshes race and one rotated token be lost.
+
+        Raises SourceUnavailable when another process holds it.
+        """
+        self._token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._token_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SourceUnavailable(
+                    f"{self._name} is being synced by another hillsync process: will retry",
+                    source=self._name,
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _fetch(self, state: SourceState) -> Iterator[Batch]:
         garmin = self._client()
         prog = _Progress.load(state.cursor, state)
         since = state.since.astimezone(UTC).date()
