@@ -209,6 +209,19 @@ class TestStravaSync:
         assert len(fake.list_calls) == 1
         assert len(env.runs()) == 1
 
+    def test_status_shows_the_rate_budget(self, env: Env, rsps: responses.RequestsMock) -> None:
+        """`status --json` shows the read budget as Strava's headers last reported it."""
+        env.connect_strava(NOW + timedelta(hours=5))
+        FakeStrava(rsps, [strava_summary(601, NOW - timedelta(days=3))])
+        env.worker(Clock()).sync_cycle()
+        code, out, err = env.cli("status", "--json")
+        assert code == 0, err
+        [strava] = [s for s in json.loads(out)["sources"] if s["kind"] == "strava"]
+        assert strava["rate_budget"]["read"] == {
+            "15min": {"used": 10, "limit": 100},
+            "daily": {"used": 100, "limit": 1000},
+        }
+
 
 class TestStravaRevoked:
     """A 401 from Strava: needs_auth, one message, no more requests."""

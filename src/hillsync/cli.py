@@ -496,6 +496,7 @@ def cmd_status(app: App) -> int:
                     "last_sync": iso(st.last_sync) if st else None,
                     "next_sync": iso(st.next_sync) if st else None,
                     "last_error": st.last_error if st else None,
+                    "rate_budget": rate_budget(st.cursor) if st else None,
                     "rejected": [
                         {"file": i.key, "reason": i.reason}
                         for i in (repo.rejected_items(session, st) if st else [])
@@ -522,11 +523,38 @@ def cmd_status(app: App) -> int:
     ]
     print_table(app, ["source", "state", "last sync", "next sync", "last error"], table)
     for r in rows:
+        budget = r["rate_budget"] or {}
+        for name in ("read", "overall"):
+            if name in budget:
+                short, daily = budget[name]["15min"], budget[name]["daily"]
+                app.print(
+                    f"  {r['name']} {name} budget: {short['used']}/{short['limit']} this quarter"
+                    f" hour, {daily['used']}/{daily['limit']} today"
+                )
         for item in r["rejected"]:
             app.print(f"  rejected {r['name']}:{item['file']}: {item['reason']}")
     pending = doc["pending_notifications"]
     app.print(f"{doc['activities']} activities stored, {pending} notifications pending")
     return EXIT_OK
+
+
+def rate_budget(cursor: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An API's rate budget as it last reported it ({read: {15min, daily}, ...}), or None.
+
+    Only Strava reports one; its windows reset at the quarter hour and at UTC midnight.
+    """
+    rate = (cursor or {}).get("rate")
+    if not isinstance(rate, Mapping):
+        return None
+    budget: dict[str, Any] = {"at": rate.get("at")}
+    for name, value in rate.items():
+        if isinstance(value, list) and len(value) == 4:
+            short_used, long_used, short_limit, long_limit = value
+            budget[name] = {
+                "15min": {"used": short_used, "limit": short_limit},
+                "daily": {"used": long_used, "limit": long_limit},
+            }
+    return budget
 
 
 def cmd_reclassify(app: App) -> int:

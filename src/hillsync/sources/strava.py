@@ -731,6 +731,9 @@ class StravaSource:
             horizon = (newest or 0) - int(OVERLAP.total_seconds()) - 86_400
             kept = {k: [v, t] for k, (v, t) in recent_times.items() if t >= horizon}
             out: dict[str, Any] = {"v": 1, "newest": newest, "since": earliest, "recent": kept}
+            rates = self._budget.snapshot()
+            if rates:  # for `hillsync status`: the budget as Strava last reported it
+                out["rate"] = {"at": self._clock().isoformat(), **rates}
             if current is not None:
                 out["listing"] = current
             return out
