@@ -2,8 +2,8 @@
 
 3,000 activities (80 % loops; runs, trail runs, treadmill runs, rides, walks and hikes) are
 served by a `responses` mock of Strava's list and streams endpoints, which counts every
-request. A full backfill and a few quiet polls go through StravaSource with a needs_profile
-built from hillsync.classify (or a stand-in when it is not there). Printed beside the 1.0
+request. A full backfill and a few quiet polls go through StravaSource with the worker's own
+needs_profile (the classifier run on each summary). Printed beside the 1.0
 request per activity of a naive sync that fetches every activity's detail.
 
 Run: .venv/bin/python bench/bench_strava_requests.py
@@ -15,7 +15,6 @@ import json
 import random
 import re
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,49 +24,16 @@ import requests
 import responses
 import tenacity
 
-from hillsync.model import Activity, ClassifyParams, Secret, Summary, is_loop
+from hillsync.model import Activity, ClassifyParams, Secret
 from hillsync.sources.base import SourceState
 from hillsync.sources.strava import StravaSource
+from hillsync.worker import needs_profile_check
 
 API = "https://www.strava.com/api/v3"
 STREAMS_RE = re.compile(rf"{re.escape(API)}/activities/(\d+)/streams.*")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 N = 3000
 YEARS = 10
-
-
-def needs_profile_fn() -> tuple[Callable[[Activity], bool], str]:
-    """The worker's decision: the real classifier if present, else the stand-in."""
-    try:
-        from hillsync.classify import classify
-    except ImportError:
-
-        def stand_in(a: Activity) -> bool:
-            # Point-to-point and not decidable from gain and elevation range.
-            if is_loop(a.start_latlng, a.end_latlng) is not False or a.distance_m is None:
-                return False
-            km = a.distance_m / 1000
-            gain = a.reported_gain_m or 0.0
-            rng = a.elevation_range_m or 0.0
-            return not (gain + rng < 15 * km or (gain >= 15 * km and rng <= gain / 1.5))
-
-        return stand_in, "stand-in"
-
-    params = ClassifyParams()
-
-    def real(a: Activity) -> bool:
-        s = Summary(
-            sport=a.sport,
-            distance_m=a.distance_m,
-            reported_gain_m=a.reported_gain_m,
-            elevation_range_m=a.elevation_range_m,
-            start_latlng=a.start_latlng,
-            end_latlng=a.end_latlng,
-            indoor=a.indoor,
-        )
-        return classify(s, None, params).needs_profile
-
-    return real, "hillsync.classify"
 
 
 def simulated_history(rng: random.Random) -> list[dict[str, Any]]:
@@ -170,7 +136,7 @@ class Counter:
 def main() -> None:
     rng = random.Random(20260310)
     acts = simulated_history(rng)
-    needs_profile, which = needs_profile_fn()
+    needs_profile = needs_profile_check(ClassifyParams())
     with tempfile.TemporaryDirectory() as tmp, responses.RequestsMock() as rsps:
         token_path = Path(tmp) / "state" / "strava.json"
         token_path.parent.mkdir(mode=0o700)
@@ -213,7 +179,6 @@ def main() -> None:
                 cursor = dict(batch.cursor or cursor)
         total = counter.lists + counter.streams
     runs = sum(1 for a in synced.values() if a.is_run)
-    print(f"needs_profile from: {which}")
     print(f"activities synced: {len(synced)} ({runs} runs, {len(synced) - runs} other)")
     pages = counter.lists - quiet_polls
     polls = total - backfill
