@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+import design
 from hillsync.balance import evaluate, km_effort, terrain_volume
 from hillsync.cli import main
-from hillsync.model import GOAL_BANDS, Goal, GoalProfile, RunForBalance, Terrain
+from hillsync.model import Goal, GoalProfile, RunForBalance, Terrain
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 #: Metres per degree of latitude (on the mean Earth sphere hillsync uses).
@@ -24,7 +25,7 @@ M_PER_DEG = 6_371_008.8 * math.pi / 180
 
 
 def marathon_goal() -> Goal:
-    lo, hi, dmax = GOAL_BANDS[GoalProfile.ROAD_MARATHON]
+    lo, hi, dmax = design.GOAL_BANDS["road-marathon"]
     return Goal(GoalProfile.ROAD_MARATHON, lo, hi, dmax)
 
 
