@@ -153,17 +153,28 @@ class TestBalanceRules:
             assert status(runs, goal) is expected, days
 
 
-def summary(gain: float, loss: float | None = None, **kw: object) -> Summary:
-    """A 10 km run's summary with reported totals."""
+def summary(
+    gain: float,
+    loss: float | None = None,
+    *,
+    start: tuple[float, float] | None = None,
+    end: tuple[float, float] | None = None,
+) -> Summary:
+    """A 10 km run's summary with reported totals (and its ends, if given)."""
     return Summary(
-        sport="run", distance_m=10_000.0, reported_gain_m=gain, reported_loss_m=loss, **kw
-    )  # type: ignore[arg-type]
+        sport="run",
+        distance_m=10_000.0,
+        reported_gain_m=gain,
+        reported_loss_m=loss,
+        start_latlng=start,
+        end_latlng=end,
+    )
 
 
 def ramp(grade_pct: float, length_m: float = 1000.0, start_m: float = 300.0) -> Profile:
     """A 10 m profile climbing at a constant grade."""
-    alt = start_m + np.arange(round(length_m / 10) + 1) * grade_pct / 100.0 * 10.0
-    return Profile(altitude_m=alt, distance_m=float(length_m))
+    steps = np.arange(round(length_m / 10) + 1, dtype=np.float64)
+    return Profile(altitude_m=start_m + steps * grade_pct / 10.0, distance_m=float(length_m))
 
 
 class TestClassifyThresholds:
@@ -224,9 +235,7 @@ class TestSummaryLoop:
     def _classify(self, gap_m: float) -> dict[str, object]:
         start = (46.0, 7.7)
         end = (46.0 + gap_m / design.M_PER_DEGREE_LAT, 7.7)
-        c = classify(
-            summary(200.0, None, start_latlng=start, end_latlng=end), None, ClassifyParams()
-        )
+        c = classify(summary(200.0, None, start=start, end=end), None, ClassifyParams())
         return dict(c.inputs)
 
     def test_within_tolerance_is_loop(self) -> None:

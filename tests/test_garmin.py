@@ -14,7 +14,7 @@ import re
 import stat
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -601,6 +601,7 @@ class TestBackfill:
         FakeGarminServer(rsps, hist)
         it = make_source(token_dir, page_size=10).fetch(first_state())
         first = [next(it), next(it)]
+        assert isinstance(it, Generator)  # closing the generator ends the fetch
         it.close()
         cursor = last_cursor(first)
         assert cursor["backfill"] is not None

@@ -63,7 +63,7 @@ def summary(
     gain: float = 42.0,
 ) -> dict[str, Any]:
     """A list-page summary shaped like Strava's SummaryActivity example."""
-    raw = copy.deepcopy(TEMPLATE)
+    raw: dict[str, Any] = copy.deepcopy(TEMPLATE)
     raw.update(
         id=ident,
         sport_type=sport_type,
