@@ -515,6 +515,7 @@ def _summary_of(row: ActivityRow) -> Summary:
         else None,
         end_latlng=(end[0], end[1]) if end[0] is not None and end[1] is not None else None,
         indoor=row.indoor,
+        totals_from="device" if row.elevation_source == "file" else "summary",
     )
 
 
