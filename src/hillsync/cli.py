@@ -163,7 +163,7 @@ def cmd_classify(app: App) -> int:
     from hillsync.worker import classify_activity
 
     params = app.settings.classify
-    untyped = str(getattr(app.settings.sync, "untyped", "infer"))
+    untyped = app.settings.sync.untyped
     rows: list[dict[str, Any]] = []
     failed = False
     for name in app.args.files:

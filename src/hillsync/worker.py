@@ -225,7 +225,13 @@ class Worker:
             kind="folder",
             athlete=athlete.name,
             poll_minutes=poll,
-            build=lambda: FolderSource(full, path, clock=self.clock, batch_size=FOLDER_BATCH),
+            build=lambda: FolderSource(
+                full,
+                path,
+                clock=self.clock,
+                batch_size=FOLDER_BATCH,
+                untyped=self.settings.sync.untyped,
+            ),
         )
 
     def _strava_spec(self, athlete: str) -> SourceSpec:
