@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import responses
 
-from hillsync.cli import main
+import helpers
 from test_garmin import ACCESS_TOKEN as GARMIN_ACCESS
 from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, token_json
 
@@ -26,49 +25,31 @@ CLIENT_SECRET = "CLIENT-SECRET-connect-0f1e2d3c4b5a"
 SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
 
 
-class Cli:
-    """`hillsync --config CFG ...` in-process, with XDG folders under tmp."""
+class Cli(helpers.Cli):
+    """The CLI harness with a config holding a Strava application (secret from the env)."""
 
     def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp = tmp
-        self.capsys = capsys
-        self.config = tmp / "config.toml"
-        self.env = {
-            "HOME": str(tmp / "home"),
-            "XDG_STATE_HOME": str(tmp / "state"),
-            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-            "XDG_DATA_HOME": str(tmp / "data"),
-            "PATH": os.environ.get("PATH", ""),
-            SECRET_ENV: CLIENT_SECRET,
-        }
-        self.write_config(strava=True)
+        super().__init__(tmp, capsys)
+        self.env[SECRET_ENV] = CLIENT_SECRET
+        self.write_strava_config(strava=True)
 
-    def write_config(self, *, strava: bool) -> None:
+    def write_strava_config(self, *, strava: bool) -> None:
         text = f'[database]\nurl = "sqlite:///{self.tmp / "hillsync.db"}"\n'
         if strava:
             text += f'\n[sources.strava]\nclient_id = 4242\nclient_secret = "env:{SECRET_ENV}"\n'
-        self.config.write_text(text)
-        self.config.chmod(0o600)
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main(["--config", str(self.config), *args], environ=self.env)
-        out, err = self.capsys.readouterr()
-        return code, out, err
+        self.write_config(text)
 
     def status(self) -> dict[str, Any]:
-        code, out, err = self("status", "--json")
-        assert code == 0, err
-        doc: dict[str, Any] = json.loads(out)
+        doc: dict[str, Any] = self.json("status")
         return doc
 
     @property
     def strava_tokens(self) -> Path:
-        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "strava.json"
+        return self.state_dir / "tokens" / "me" / "strava.json"
 
     @property
     def garmin_tokens(self) -> Path:
-        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "garmin" / "garmin_tokens.json"
+        return self.state_dir / "tokens" / "me" / "garmin" / "garmin_tokens.json"
 
 
 @pytest.fixture
@@ -102,7 +83,7 @@ class TestConnectStrava:
 
     def test_without_client_id(self, cli: Cli) -> None:
         """Without [sources.strava] the command says which key is missing, exit 2."""
-        cli.write_config(strava=False)
+        cli.write_strava_config(strava=False)
         code, _out, err = cli("connect", "strava", "--no-browser", "--code", "abc123")
         assert code == 2
         assert "sources.strava.client_id" in err

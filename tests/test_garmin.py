@@ -45,6 +45,7 @@ from hillsync.sources.garmin import (
     disconnect_garmin,
     import_garmin_tokens,
 )
+from source_contract import SourceContract, SourceWorld
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 
@@ -972,3 +973,42 @@ class TestOneProcessAtATime:
                 list(make_source(token_dir).fetch(SourceState(since=NOW - timedelta(days=30))))
         finally:
             os.close(fd)
+
+
+class GarminWorld:
+    """A Garmin Connect account behind the real garminconnect client (HTTP mocked)."""
+
+    def __init__(self, rsps: responses.RequestsMock, token_dir: Path) -> None:
+        add_profile(rsps)
+        self.server = FakeGarminServer(rsps, [])
+        self.token_dir = token_dir
+        self.last_id = 9000
+
+    def source(self) -> GarminSource:
+        return make_source(self.token_dir, page_size=2)
+
+    def first_state(self) -> SourceState:
+        return first_state()
+
+    def _next(self) -> tuple[int, datetime]:
+        self.last_id += 1
+        return self.last_id, NOW - timedelta(days=40) + timedelta(hours=self.last_id - 9000)
+
+    def add_runs(self, count: int) -> list[str]:
+        added = [summary(*self._next()) for _ in range(count)]
+        self.server.history.extend(added)
+        return [str(s["activityId"]) for s in added]
+
+    def add_bad(self) -> str:
+        bad = summary(*self._next())
+        bad["activityId"] = ""
+        self.server.history.append(bad)
+        return "garmin:"
+
+
+class TestGarminContract(SourceContract):
+    """The Garmin source keeps the SourceContract."""
+
+    @pytest.fixture
+    def world(self, rsps: responses.RequestsMock, token_dir: Path) -> SourceWorld:
+        return GarminWorld(rsps, token_dir)

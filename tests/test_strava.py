@@ -22,6 +22,7 @@ import responses
 import tenacity
 from structlog.testing import capture_logs
 
+from helpers import Clock
 from hillsync.errors import AuthRequired, RateLimited, SourceUnavailable
 from hillsync.model import Activity, Batch, Secret, is_loop
 from hillsync.sources.base import SourceState
@@ -33,6 +34,7 @@ from hillsync.sources.strava import (
     disconnect_strava,
     map_sport,
 )
+from source_contract import SourceContract, SourceWorld
 
 DATA = Path(__file__).parent / "data" / "strava"
 API = "https://www.strava.com/api/v3"
@@ -157,16 +159,6 @@ def write_tokens(
     path.chmod(0o600)
 
 
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def no_wait() -> tenacity.Retrying:
     return tenacity.Retrying(
         wait=tenacity.wait_none(), stop=tenacity.stop_after_attempt(3), sleep=lambda _s: None
@@ -192,7 +184,7 @@ def make_source(
         client_secret=Secret(CLIENT_SECRET),
         token_path=token_path,
         needs_profile=needs_profile,
-        clock=clock or Clock(),
+        clock=clock or Clock(NOW),
         retrying=no_wait(),
         **kwargs,
     )
@@ -527,7 +519,7 @@ class TestPolling:
     def test_resume_after_rate_limit(self, rsps: responses.RequestsMock, token_path: Path) -> None:
         """A backfill stopped by the budget resumes from its cursor without listing twice."""
         fake = FakeStrava(rsps, history(450))
-        clock = Clock()
+        clock = Clock(NOW)
         source = make_source(token_path, clock=clock)
         batches: list[Batch] = []
 
@@ -847,3 +839,43 @@ class TestOddAnswers:
         )
         batches = run_fetch(make_source(token_path), first_state())
         assert [a for b in batches for a in b.activities] == []
+
+
+class StravaWorld:
+    """A Strava account behind the real stravalib client (HTTP mocked) for the contract."""
+
+    def __init__(self, rsps: responses.RequestsMock, token_path: Path) -> None:
+        self.fake = FakeStrava(rsps, [])
+        self.token_path = token_path
+        self.last_id = 5000
+
+    def source(self) -> StravaSource:
+        return make_source(self.token_path)
+
+    def first_state(self) -> SourceState:
+        return first_state()
+
+    def _add(self, raw: dict[str, Any]) -> str:
+        self.fake.activities.append(raw)
+        self.fake.activities.sort(key=lambda a: a["start_date"])
+        return str(raw["id"])
+
+    def _next(self) -> tuple[int, datetime]:
+        self.last_id += 1
+        return self.last_id, NOW - timedelta(days=40) + timedelta(hours=self.last_id - 5000)
+
+    def add_runs(self, count: int) -> list[str]:
+        return [self._add(summary(*self._next())) for _ in range(count)]
+
+    def add_bad(self) -> str:
+        bad = summary(*self._next())
+        bad["distance"] = "a long way"
+        return self._add(bad)
+
+
+class TestStravaContract(SourceContract):
+    """The Strava source keeps the SourceContract."""
+
+    @pytest.fixture
+    def world(self, rsps: responses.RequestsMock, token_path: Path) -> SourceWorld:
+        return StravaWorld(rsps, token_path)

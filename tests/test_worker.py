@@ -22,6 +22,7 @@ import tenacity
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
+from helpers import Clock, gpx_track
 from hillsync import paths
 from hillsync.cli import main
 from hillsync.config import (
@@ -53,16 +54,6 @@ SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
 NOW = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
 FIT = Path(__file__).parent / "data" / "fit"
 HILLY_FIT = FIT / "2013-02-06-12-11-14.fit"
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def no_wait() -> tenacity.Retrying:
@@ -175,7 +166,7 @@ class TestStravaSync:
                 strava_summary(504, NOW - timedelta(hours=5), gain=400.0),
             ],
         )
-        result = env.worker(Clock()).sync_cycle()
+        result = env.worker(Clock(NOW)).sync_cycle()
         assert [(o.name, o.state, o.new) for o in result.outcomes] == [("strava", "ok", 4)]
         assert fake.stream_calls == [502]
         runs = env.runs()
@@ -201,7 +192,7 @@ class TestStravaSync:
         """A second cycle with nothing new stores nothing and costs one list request."""
         env.connect_strava(NOW + timedelta(hours=5))
         fake = FakeStrava(rsps, [strava_summary(601, NOW - timedelta(days=3))])
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         worker.sync_cycle()
         fake.list_calls.clear()
         again = worker.sync_cycle()
@@ -213,7 +204,7 @@ class TestStravaSync:
         """`status --json` shows the read budget as Strava's headers last reported it."""
         env.connect_strava(NOW + timedelta(hours=5))
         FakeStrava(rsps, [strava_summary(601, NOW - timedelta(days=3))])
-        env.worker(Clock()).sync_cycle()
+        env.worker(Clock(NOW)).sync_cycle()
         code, out, err = env.cli("status", "--json")
         assert code == 0, err
         [strava] = [s for s in json.loads(out)["sources"] if s["kind"] == "strava"]
@@ -235,7 +226,7 @@ class TestStravaRevoked:
             status=401,
             json={"message": "Authorization Error", "errors": [{"code": "invalid"}]},
         )
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         first = worker.sync_cycle()
         assert first.outcomes[0].state == "needs_auth"
         assert first.partial
@@ -262,7 +253,7 @@ class TestStravaRevoked:
         """`status --json` reports the revoked source as needs_auth with its error."""
         env.connect_strava(NOW + timedelta(hours=5))
         rsps.add(responses.GET, LIST_URL, status=401, json={"message": "Authorization Error"})
-        env.worker(Clock()).sync_cycle()
+        env.worker(Clock(NOW)).sync_cycle()
         code, out, err = env.cli("status", "--json")
         assert code == 0, err
         (source,) = json.loads(out)["sources"]
@@ -317,7 +308,7 @@ class TestGarminAndStrava:
         on_strava = strava_summary(9001, start + timedelta(seconds=1), gain=42.0)
         on_strava["external_id"] = "garmin_ping_5001"
         FakeStrava(rsps, [on_strava])
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         kinds = ["garmin", "strava"] if order == "garmin_first" else ["strava", "garmin"]
         for kind in kinds:
             (outcome,) = worker.sync_cycle(only=kind).outcomes
@@ -372,16 +363,8 @@ class TestFileAndStrava:
 
 def gpx_climb(start: datetime, n: int = 2000) -> str:
     """A GPX run heading north about 3 m a point, one second apart, climbing 0.25 m a point."""
-    pts = "".join(
-        f'<trkpt lat="{46.0 + i * 0.000027:.6f}" lon="7.000000"><ele>{1000 + i * 0.25:.1f}</ele>'
-        f"<time>{(start + timedelta(seconds=i)).strftime('%Y-%m-%dT%H:%M:%SZ')}</time></trkpt>"
-        for i in range(n)
-    )
-    return (
-        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
-        'xmlns="http://www.topografix.com/GPX/1/1">'
-        f"<trk><type>running</type><trkseg>{pts}</trkseg></trk></gpx>"
-    )
+    points = [(46.0 + i * 0.000027, 7.0, 1000 + i * 0.25) for i in range(n)]
+    return gpx_track(points, start=start, sport="running")
 
 
 class TestBalanceWarning:
@@ -448,7 +431,7 @@ class TestUnexpectedFailure:
         """The bug is contained: the source is left in error until a later retry."""
         from hillsync.worker import SourceSpec
 
-        clock = Clock()
+        clock = Clock(NOW)
         worker = env.worker(clock)
         spec = SourceSpec("folder", "folder", "me", 5.0, BrokenSource)
         with capture_logs() as events:
@@ -472,7 +455,7 @@ class TestSourceTypo:
         """No balance is evaluated (so no warning can be queued) for a typo."""
         from hillsync.errors import UsageError
 
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         called: list[str] = []
         monkeypatch.setattr(worker, "evaluate_balances", lambda: called.append("evaluated"))
         with pytest.raises(UsageError, match="stravva"):
