@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from hillsync import __version__
 from hillsync.app.context import AppContext
+from hillsync.balance import terrain_lines
 from hillsync.config import DEFAULT_ATHLETE, load_settings
 from hillsync.errors import ConfigError, HillsyncError
 from hillsync.logs import configure_logging, redact
@@ -280,6 +281,8 @@ def print_balance(cli: Cli, report: BalanceReport) -> None:
         cli.print(
             f"  downhill share {report.downhill_share:.0%} (max {goal.downhill_share_max:.0%})"
         )
+    for line in terrain_lines(report):
+        cli.print(line)
     cli.print(f"status: {report.status}")
     cli.print(report.advice)
 
