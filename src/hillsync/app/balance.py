@@ -16,8 +16,15 @@ def end_of_day(day: date) -> datetime:
     )
 
 
-def current_balance(ctx: AppContext, athlete: str | None, at: date | None = None) -> BalanceReport:
-    """The athlete's balance now (or at the end of the day `at`), writing nothing.
+def current_balance(
+    ctx: AppContext,
+    athlete: str | None,
+    at: date | None = None,
+    *,
+    now: datetime | None = None,
+) -> BalanceReport:
+    """The athlete's balance now (`now`, else the clock) or at the end of the past day
+    `at`, writing nothing.
 
     Now, the stored warning state's hysteresis applies (the status the warnings use); for a
     past day it does not, since another state may have been in force then. Raises
@@ -26,7 +33,7 @@ def current_balance(ctx: AppContext, athlete: str | None, at: date | None = None
     from hillsync.store import outbox, repo
 
     settings = ctx.athlete(athlete)
-    when = end_of_day(at) if at is not None else ctx.clock()
+    when = end_of_day(at) if at is not None else (now or ctx.clock())
     goal = settings.goal.goal()
     with ctx.db.session() as session:
         row = repo.ensure_athlete(session, settings.name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from hillsync.app.context import AppContext
@@ -10,18 +9,15 @@ from hillsync.errors import UsageError
 
 
 def write_report(ctx: AppContext, athlete: str | None, weeks: int, out: Path) -> Path:
-    """Write the last `weeks` weeks' chart of the athlete to `out` (.html or .png).
+    """Write the athlete's dashboard over the last `weeks` weeks to `out` (.html or .png).
 
-    Raises UsageError for fewer than 1 week or an unknown athlete, StoreError.
+    Raises UsageError for fewer than 1 week, an unknown athlete or another suffix,
+    StoreError, HillsyncError when the file cannot be written.
     """
-    from hillsync.report import render_report, weekly_volumes
-    from hillsync.store import repo
+    from hillsync.app.dashboard import build_dashboard
+    from hillsync.report import render_report
 
     if weeks < 1:
         raise UsageError("--weeks must be 1 or more")
-    settings = ctx.athlete(athlete)
-    now = ctx.clock()
-    with ctx.db.session(readonly=True) as session:
-        runs = repo.runs_for_balance(session, settings.name, now - timedelta(weeks=weeks + 1), now)
-    render_report(weekly_volumes(runs, weeks, now), settings.goal.goal(), out)
+    render_report(build_dashboard(ctx, athlete, weeks=weeks), out)
     return out
