@@ -111,7 +111,8 @@ def cmd_init(cli: Cli) -> int:
 def cmd_classify(cli: Cli) -> int:
     from hillsync.app.classify import classify_files
 
-    files = classify_files(cli.args.files, cli.ctx.settings.classify)
+    settings = cli.ctx.settings
+    files = classify_files(cli.args.files, settings.classify, untyped=settings.sync.untyped)
     if cli.args.json:
         cli.print_json([f.as_json() for f in files])
     else:

@@ -28,6 +28,8 @@ def summary_of(activity: Activity) -> Summary:
         start_latlng=activity.start_latlng,
         end_latlng=activity.end_latlng,
         indoor=activity.indoor,
+        # A file's totals are the recording device's own; an API's are its summary's.
+        totals_from="device" if activity.elevation_source == "file" else "summary",
     )
 
 

@@ -110,11 +110,12 @@ class Registry:
     def _folder(self, athlete: AthleteSettings, name: str, path: Path, poll: float) -> SourceSpec:
         full = source_full_name(athlete.name, name)
         clock = self.clock
+        untyped = self.settings.sync.untyped
 
         def build() -> Source:
             from hillsync.sources.files import FolderSource
 
-            return FolderSource(full, path, clock=clock, batch_size=FOLDER_BATCH)
+            return FolderSource(full, path, clock=clock, batch_size=FOLDER_BATCH, untyped=untyped)
 
         return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build)
 
