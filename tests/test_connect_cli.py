@@ -18,7 +18,8 @@ from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, to
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 
 TOKEN_URL = "https://www.strava.com/oauth/token"
-DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
+REVOKE_URL = "https://www.strava.com/oauth/revoke"
+DEAUTH_URL = "https://www.strava.com/oauth/deauthorize"
 EXCHANGE = json.loads(
     (Path(__file__).parent / "data" / "strava" / "oauth_exchange.json").read_text()
 )
@@ -126,11 +127,13 @@ class TestConnectStrava:
     def test_disconnect(self, cli: Cli, rsps: responses.RequestsMock) -> None:
         """`disconnect strava` revokes, deletes the token file and forgets the account."""
         rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Record Not Found"})
         rsps.add(responses.POST, DEAUTH_URL, json={})
         assert cli("connect", "strava", "--no-browser", "--code", "abc123")[0] == 0
         code, out, err = cli("disconnect", "strava")
         assert code == 0, err
-        assert "disconnected strava" in out
+        assert "disconnected strava for me: access revoked on Strava" in out
+        assert "deleted 0 Strava activities" in out
         assert not cli.strava_tokens.exists()
         assert cli.status()["sources"] == []
         deauth = [c for c in rsps.calls if c.request.url == DEAUTH_URL]

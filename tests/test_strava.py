@@ -22,11 +22,13 @@ import responses
 import tenacity
 from structlog.testing import capture_logs
 
-from hillsync.errors import AuthRequired, RateLimited, SourceUnavailable
+from hillsync.errors import AccessRevoked, AuthRequired, RateLimited, SourceUnavailable
 from hillsync.model import Activity, Batch, Secret, is_loop
 from hillsync.sources.base import SourceState
 from hillsync.sources.oauth import RedirectListener
 from hillsync.sources.strava import (
+    Disconnected,
+    StravaApp,
     StravaSource,
     activity_from_summary,
     connect_strava,
@@ -37,6 +39,8 @@ from hillsync.sources.strava import (
 DATA = Path(__file__).parent / "data" / "strava"
 API = "https://www.strava.com/api/v3"
 TOKEN_URL = "https://www.strava.com/oauth/token"
+REVOKE_URL = "https://www.strava.com/oauth/revoke"
+DEAUTH_URL = "https://www.strava.com/oauth/deauthorize"
 LIST_URL = f"{API}/athlete/activities"
 STREAMS_RE = re.compile(rf"{re.escape(API)}/activities/(\d+)/streams.*")
 CLIENT_ID = 4242
@@ -44,6 +48,17 @@ CLIENT_SECRET = "CLIENT-SECRET-fedcba9876543210"
 ACCESS = "ACCESS-live-1111222233334444"
 REFRESH = "REFRESH-live-5555666677778888"
 NOW = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
+APP = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET))
+
+
+UNAUTHORIZED = {
+    "message": "Authorization Error",
+    "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
+}
+REFRESH_INVALID = {
+    "message": "Bad Request",
+    "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "invalid"}],
+}
 
 
 def load(name: str) -> Any:
@@ -277,9 +292,7 @@ class TestConnect:
         self.exchange(rsps)
         path = tmp_path / "state" / "strava" / "me.json"
         said: list[str] = []
-        account = connect_strava(
-            CLIENT_ID, Secret(CLIENT_SECRET), path, code="abc", say=said.append
-        )
+        account = connect_strava(APP, path, code="abc", say=said.append)
         assert account.remote_id == "134815"
         assert account.display_name == "Anna Berg"
         stored = json.loads(path.read_text())
@@ -291,13 +304,18 @@ class TestConnect:
         assert "code=abc" in str(body)
         assert "grant_type=authorization_code" in str(body)
 
+    rsps: responses.RequestsMock
+
+    @pytest.fixture(autouse=True)
+    def _mock(self, rsps: responses.RequestsMock) -> None:
+        self.rsps = rsps
+
     def start_pending(self, path: Path) -> str:
         """Print the URL headless (the listener times out at once) and return it."""
         said: list[str] = []
         with pytest.raises(AuthRequired, match="no answer"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 path,
                 open_browser=False,
                 port=0,
@@ -307,6 +325,7 @@ class TestConnect:
         url = next(
             line for text in said for line in text.splitlines() if line.startswith("https://")
         )
+        self.rsps.calls.reset()  # the timeout's probe of the application
         return url
 
     def test_pasted_redirect(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -318,7 +337,7 @@ class TestConnect:
         assert query["redirect_uri"][0].startswith("http://127.0.0.1:")
         self.exchange(rsps)
         redirect = f"http://127.0.0.1:8721/authorized?state={query['state'][0]}&code=xyz&scope=read,activity:read_all"
-        account = connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+        account = connect_strava(APP, path, redirect_url=redirect)
         assert account.scope == "read,activity:read_all"
         assert path.exists()
         assert not path.with_name("strava.json.pending").exists()
@@ -333,7 +352,7 @@ class TestConnect:
             "http://127.0.0.1:8721/authorized?state=forged&code=xyz&scope=read,activity:read_all"
         )
         with pytest.raises(AuthRequired, match="state mismatch"):
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+            connect_strava(APP, path, redirect_url=redirect)
         assert len(rsps.calls) == 0
         assert not path.exists()
 
@@ -345,7 +364,7 @@ class TestConnect:
             f"http://127.0.0.1:8721/authorized?state={state}&code=xyz&scope=read,activity:read"
         )
         with pytest.raises(AuthRequired, match="without activity:read_all"):
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+            connect_strava(APP, path, redirect_url=redirect)
         assert len(rsps.calls) == 0
 
     def test_listener_flow(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -354,6 +373,7 @@ class TestConnect:
         self.exchange(rsps)
         path = tmp_path / "strava.json"
         pages: list[tuple[int, str]] = []
+        visitors: list[threading.Thread] = []
 
         def browser(text: str) -> None:
             url = next((w for w in text.split() if w.startswith("https://")), None)
@@ -372,21 +392,24 @@ class TestConnect:
                 with urllib.request.urlopen(target, timeout=5) as answer:
                     pages.append((answer.status, answer.read().decode()))
 
-            threading.Thread(target=visit, daemon=True).start()
+            visitor = threading.Thread(target=visit, daemon=True)
+            visitors.append(visitor)
+            visitor.start()
 
         account = connect_strava(
-            CLIENT_ID,
-            Secret(CLIENT_SECRET),
+            APP,
             path,
             open_browser=False,
             port=0,
             timeout_s=10,
             say=browser,
         )
+        visitors[0].join(5)
         assert account.remote_id == "134815"
         assert pages[0][0] == 404
         assert pages[1][0] == 200
         assert "hillsync is connected" in pages[1][1]
+        assert "Anna Berg is connected for me" in pages[1][1]
 
     def test_listener_refuses_state_mismatch(self) -> None:
         """The listener ends with AuthRequired when the redirect's state is not its own."""
@@ -412,8 +435,7 @@ class TestConnect:
         state = parse_qs(urlsplit(self.start_pending(path)).query)["state"][0]
         with pytest.raises(AuthRequired, match="denied"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 path,
                 redirect_url=f"http://127.0.0.1:8721/authorized?state={state}&error=access_denied",
             )
@@ -427,17 +449,17 @@ class TestConnect:
         self.exchange(rsps, body, 400)
         with pytest.raises(AuthRequired, match="hillsync connect strava"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 tmp_path / "t.json",
                 code="old",
                 say=lambda _s: None,
             )
 
     def test_disconnect(self, rsps: responses.RequestsMock, token_path: Path) -> None:
-        """Disconnecting deauthorizes and deletes the token file."""
-        rsps.add(responses.POST, "https://www.strava.com/api/v3/oauth/deauthorize", json={})
-        disconnect_strava(CLIENT_ID, Secret(CLIENT_SECRET), token_path)
+        """Disconnecting revokes (oauth/revoke) and deletes the token file."""
+        rsps.add(responses.POST, REVOKE_URL, json={})
+        result = disconnect_strava(APP, token_path, now=NOW)
+        assert result == Disconnected(revoked=True, endpoint="revoke")
         assert not token_path.exists()
         assert rsps.calls[0].request.headers["Authorization"] == f"Bearer {ACCESS}"
 
@@ -654,18 +676,21 @@ class TestTokens:
         assert json.loads(path.read_text())["refresh_token"] == REFRESH
 
     def test_401_on_list(self, rsps: responses.RequestsMock, token_path: Path) -> None:
-        """A revoked access token gives AuthRequired naming the command."""
-        rsps.add(
-            responses.GET,
-            LIST_URL,
-            status=401,
-            json={
-                "message": "Authorization Error",
-                "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
-            },
-        )
-        with pytest.raises(AuthRequired, match="run hillsync connect strava"):
+        """A 401 whose forced refresh works but is refused again gives AuthRequired."""
+        rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+        self.refresh_response(rsps)
+        with pytest.raises(AuthRequired, match="run hillsync connect strava") as caught:
             run_fetch(make_source(token_path), first_state())
+        assert not isinstance(caught.value, AccessRevoked)
+        assert [c.request.url for c in rsps.calls].count(TOKEN_URL) == 1
+
+    def test_revocation_401(self, rsps: responses.RequestsMock, token_path: Path) -> None:
+        """A 401 whose refresh Strava refuses as invalid means the athlete revoked access."""
+        rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+        with pytest.raises(AccessRevoked, match="revoked hillsync's access") as caught:
+            run_fetch(make_source(token_path), first_state())
+        assert caught.value.command == "hillsync connect strava"
 
     def test_403_inactive_application(self, rsps: responses.RequestsMock, token_path: Path) -> None:
         """Strava's 403 for an inactive app gives one clear line naming the fix and the command."""
@@ -756,7 +781,7 @@ class TestSecrets:
         rsps.add(responses.POST, TOKEN_URL, json=load("oauth_exchange.json"))
         errors: list[str] = []
         with capture_logs() as events:
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, code="the-code-123456")
+            connect_strava(APP, path, code="the-code-123456")
             data = json.loads(path.read_text())
             data["expires_at"] = int((NOW - timedelta(minutes=1)).timestamp())
             path.write_text(json.dumps(data))

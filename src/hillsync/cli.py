@@ -607,31 +607,51 @@ def cmd_connect(app: App) -> int:
 
 def connect_strava(app: App, athlete: str) -> int:
     from hillsync.sources.strava import connect_strava as connect
+    from hillsync.worker import reconnect_command, strava_app
 
-    strava = app.settings.strava
-    problems: list[str] = []
-    if strava.client_id is None:
-        problems.append("sources.strava.client_id: required to connect Strava")
-    if strava.client_secret is None:
-        problems.append("sources.strava.client_secret: required to connect Strava")
-    if strava.client_id is None or strava.client_secret is None:
+    strava = strava_app(app.settings, athlete)
+    if strava is None:
+        key, also = "sources.strava", ""
+        if athlete != DEFAULT_ATHLETE:
+            key, also = f"athletes.{athlete}.sources.strava", " (or in [sources.strava])"
+        problems = [
+            f"{key}.{k}: required to connect Strava{also}" for k in ("client_id", "client_secret")
+        ]
         raise ConfigError(problems[0], problems)
     token_path = paths.token_path(app.environ, athlete, "strava")
     account = connect(
-        strava.client_id,
-        strava.client_secret,
+        strava,
         token_path,
         code=app.args.code,
         redirect_url=app.args.redirect_url,
         open_browser=not app.args.no_browser,
         say=app.print,
+        athlete=athlete,
+        command=reconnect_command("strava", athlete),
+        others_on_app=others_on_app(app, athlete, strava.client_id),
     )
     record_account(
         app, athlete, "strava", account.remote_id, account.display_name, token_path, account.scope
     )
-    who = account.display_name or account.remote_id
-    app.print(f"connected Strava athlete {who} for {athlete}; run `hillsync sync` to fetch runs")
+    app.print(
+        f"connected Strava athlete {account.describe()} for {athlete} (application"
+        f" {strava.client_id}); run `hillsync sync` to fetch runs"
+    )
     return EXIT_OK
+
+
+def others_on_app(app: App, athlete: str, client_id: int) -> list[str]:
+    """The other athletes whose Strava account is connected here through `client_id`."""
+    from hillsync.store import repo
+    from hillsync.worker import strava_app
+
+    with app.db.session() as session:
+        names = [a.athlete_name for a in repo.list_accounts(session) if a.kind == "strava"]
+    return [
+        n
+        for n in names
+        if n != athlete and (own := strava_app(app.settings, n)) and own.client_id == client_id
+    ]
 
 
 def connect_garmin(app: App, athlete: str) -> int:
@@ -680,25 +700,39 @@ def record_account(
 
 def cmd_disconnect(app: App) -> int:
     from hillsync.store import repo
+    from hillsync.store.deletion import Deleted, delete_source_data
 
     athlete = app.args.athlete or DEFAULT_ATHLETE
     kind = app.args.kind
+    done = "tokens deleted"
     if kind == "strava":
         from hillsync.sources.strava import disconnect_strava
+        from hillsync.worker import strava_app
 
-        strava = app.settings.strava
-        token_path = paths.token_path(app.environ, athlete, "strava")
-        if strava.client_id is not None and strava.client_secret is not None:
-            disconnect_strava(strava.client_id, strava.client_secret, token_path)
-        else:
-            token_path.unlink(missing_ok=True)
+        result = disconnect_strava(
+            strava_app(app.settings, athlete), paths.token_path(app.environ, athlete, "strava")
+        )
+        done = (
+            "access revoked on Strava, tokens deleted"
+            if result.revoked
+            else "tokens deleted (Strava did not confirm the revocation: remove hillsync at"
+            " https://www.strava.com/settings/apps)"
+        )
     else:
         from hillsync.sources.garmin import disconnect_garmin
 
         disconnect_garmin(paths.token_dir(app.environ, athlete, "garmin"))
+    deleted: Deleted | None = None
     with app.db.session() as session:
+        # Strava's API Agreement: an athlete's Strava data goes with the connection.
+        if kind == "strava" or app.args.delete_data:
+            deleted = delete_source_data(session, athlete, kind)
         repo.delete_account(session, athlete, kind)
-    app.print(f"disconnected {kind} for {athlete}: tokens deleted")
+    what = {"strava": "Strava", "garmin": "Garmin"}[kind]
+    kept = "" if deleted is not None else "; its runs are kept (--delete-data deletes them)"
+    app.print(f"disconnected {kind} for {athlete}: {done}{kept}")
+    if deleted is not None:
+        app.print(deleted.describe(what))
     return EXIT_OK
 
 
@@ -822,9 +856,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", help="garmin: account e-mail")
     p.add_argument("--tokens", metavar="FILE", help="garmin: import a token file")
 
-    p = add("disconnect", cmd_disconnect, "forget an account's tokens")
+    p = add("disconnect", cmd_disconnect, "forget an account's tokens (Strava: and its data)")
     p.add_argument("kind", choices=SOURCE_KINDS, metavar="SOURCE")
     p.add_argument("--athlete", metavar="NAME")
+    p.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="garmin: also delete its activities (Strava's are always deleted)",
+    )
 
     p = add("sync", cmd_sync, "sync every source now, then evaluate and notify")
     p.add_argument("--source", metavar="NAME")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
+from typing import TYPE_CHECKING
 
 import structlog
 import tenacity
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from hillsync import alerts, classify, paths
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.errors import (
+    AccessRevoked,
     AuthRequired,
     ConfigError,
     HillsyncError,
@@ -46,6 +48,10 @@ from hillsync.notify import DeliveryResult, Notifier
 from hillsync.sources.base import Source, SourceState
 from hillsync.store import outbox, repo
 from hillsync.store.db import Database
+from hillsync.store.deletion import delete_source_data
+
+if TYPE_CHECKING:
+    from hillsync.sources.strava.connect import StravaApp
 
 log = structlog.get_logger(__name__)
 
@@ -234,7 +240,8 @@ class Worker:
         def build() -> Source:
             from hillsync.sources.strava import StravaSource
 
-            if strava.client_id is None or strava.client_secret is None:
+            app = strava_app(self.settings, athlete)
+            if app is None:
                 raise AuthRequired(
                     "sources.strava.client_id and client_secret are not configured",
                     source=full,
@@ -242,14 +249,15 @@ class Worker:
                 )
             return StravaSource(
                 full,
-                client_id=strava.client_id,
-                client_secret=strava.client_secret,
+                client_id=app.client_id,
+                client_secret=app.client_secret,
                 token_path=paths.token_path(self.environ, athlete, "strava"),
                 streams=strava.streams,
                 needs_profile=needs_profile_check(self.settings.classify),
                 clock=self.clock,
                 retrying=self.retrying(),
                 reconnect_command=command,
+                api_base=app.api_base,
             )
 
         return SourceSpec(full, "strava", athlete, strava.poll_minutes, build, command)
@@ -335,6 +343,7 @@ class Worker:
             )
             state_id = state_row.id
         new = updated = rejected = 0
+        revoked = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
         # database failure, a signal) leaves it in error with a backoff, never as ok.
         status: str = "error"
@@ -356,6 +365,9 @@ class Worker:
                     next_sync = self.clock()
                     break
             status, error = "ok", None
+        except AccessRevoked as exc:
+            status, error, next_sync = "needs_auth", str(exc), None
+            revoked = True
         except AuthRequired as exc:
             status, error, next_sync = "needs_auth", str(exc), None
         except RateLimited as exc:
@@ -387,6 +399,12 @@ class Worker:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
                     repo.set_account_state(session, spec.athlete, spec.kind, "needs_auth")
+            if revoked:
+                # After the needs_auth message (committed above): the athlete revoked access,
+                # and Strava's API Agreement wants what came only from it deleted.
+                with self.db.session() as session:
+                    deleted = delete_source_data(session, spec.athlete, spec.kind, keep_states=True)
+                log.warning("access_revoked", source=spec.name, deleted=deleted.activities)
         outcome = SourceOutcome(
             spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
         )
@@ -467,6 +485,17 @@ class Worker:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
         return notifier.deliver_pending(self.db.session, stop=self.stop)
+
+
+def strava_app(settings: Settings, athlete: str) -> StravaApp | None:
+    """The Strava application `athlete` connects through (their own, else the top-level
+    one), or None when none is configured."""
+    from hillsync.sources.strava.connect import StravaApp
+
+    strava = settings.strava
+    if strava.client_id is None or strava.client_secret is None:
+        return None
+    return StravaApp(strava.client_id, strava.client_secret, key="sources.strava")
 
 
 def reconnect_command(kind: str, athlete: str) -> str:

@@ -16,12 +16,19 @@ import tenacity
 from pydantic import ValidationError
 from stravalib import exc as strava_exc
 
-from hillsync.errors import AuthRequired, RateLimited, SourceUnavailable
+from hillsync.errors import AccessRevoked, AuthRequired, RateLimited, SourceUnavailable
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected, Secret, Track
 from hillsync.paths import write_private_file
 from hillsync.sources.base import SourceState
 from hillsync.sources.strava.budget import Budget, next_quarter
-from hillsync.sources.strava.client import fault_status, make_client, new_session, policy
+from hillsync.sources.strava.client import (
+    STRAVA_API_BASE,
+    error_codes,
+    fault_status,
+    make_client,
+    new_session,
+    policy,
+)
 from hillsync.sources.strava.mapping import (
     KIND,
     activity_from_summary,
@@ -73,6 +80,7 @@ class StravaSource:
         reconnect_command: str = "hillsync connect strava",
         reserve: int = 5,
         sports: Collection[str] = RUN_SPORTS,
+        api_base: str = STRAVA_API_BASE,
     ) -> None:
         self._name = name
         self._client_id = client_id
@@ -85,7 +93,7 @@ class StravaSource:
         self._command = reconnect_command
         self._sports = frozenset(sports)
         self._budget = Budget(clock, reserve)
-        self._client = make_client(session or new_session(), None, self._budget)
+        self._client = make_client(session or new_session(), None, self._budget, api_base)
         self._tokens: Tokens | None = None
         self.requests_made = 0
 
@@ -121,7 +129,7 @@ class StravaSource:
             self._tokens = self._refresh_locked(now, margin)
         self._client.access_token = self._tokens.access_token.reveal()
 
-    def _refresh_locked(self, now: int, margin: int) -> Tokens:
+    def _refresh_locked(self, now: int, margin: int, *, force: bool = False) -> Tokens:
         if not self._token_path.exists():
             raise not_connected(self._command)
         lock = self._lock_path()
@@ -131,7 +139,10 @@ class StravaSource:
             # Another process may have rotated the token while this one waited for the lock:
             # its refresh token is then the only valid one.
             current = read_tokens(self._token_path, self._command)
-            if current.expires_at - margin > now:
+            rotated_elsewhere = self._tokens is None or (
+                current.refresh_token.reveal() != self._tokens.refresh_token.reveal()
+            )
+            if current.expires_at - margin > now and (not force or rotated_elsewhere):
                 log.info("strava_token_reused", source=self._name)
                 return current
             self._budget.check()
@@ -145,6 +156,15 @@ class StravaSource:
             except requests.HTTPError as e:
                 self.requests_made += 1
                 status = fault_status(e)
+                if status in (400, 401) and _says_invalid_grant(e):
+                    # Strava refuses a refresh token once the athlete revoked the app.
+                    raise AccessRevoked(
+                        f"strava refused the refresh token (HTTP {status}): the athlete"
+                        " revoked hillsync's access on Strava, so hillsync deletes what came"
+                        f" only from this Strava account; run {self._command} to connect again",
+                        source=KIND,
+                        command=self._command,
+                    ) from None
                 if status in (400, 401, 403):
                     raise AuthRequired(
                         f"strava refused to refresh the access token (HTTP {status}):"
@@ -194,12 +214,15 @@ class StravaSource:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(
+        self, fn: Callable[..., T], *args: Any, _retried_auth: bool = False, **kwargs: Any
+    ) -> T:
         """One API request: token, budget, retries, and errors mapped to hillsync's.
 
         Raises AuthRequired, RateLimited, SourceUnavailable; stravalib's ObjectNotFound
         passes through (the caller knows what a missing object means).
         """
+        retried_auth = _retried_auth
         self._ensure_token()
         self._budget.check()
 
@@ -219,6 +242,17 @@ class StravaSource:
                 command=self._command,
             ) from None
         except strava_exc.AccessUnauthorized:
+            if not retried_auth:
+                # A 401 on a token hillsync thinks valid: either it was revoked on Strava's
+                # side (the athlete revoked access: the refresh is then refused) or it was
+                # rotated by another copy. A forced refresh tells which.
+                assert self._tokens is not None
+                now = epoch(self._clock())
+                self._tokens = self._refresh_locked(
+                    now, int(REFRESH_MARGIN.total_seconds()), force=True
+                )
+                self._client.access_token = self._tokens.access_token.reveal()
+                return self._call(fn, *args, _retried_auth=True, **kwargs)
             self._tokens = None
             raise AuthRequired(
                 f"strava refused the access token (HTTP 401): run {self._command}",
@@ -404,3 +438,13 @@ def _split_recent(recent: Mapping[str, Any]) -> Iterator[tuple[str, str, int]]:
     for key, value in recent.items():
         if isinstance(value, list | tuple) and len(value) == 2:
             yield key, str(value[0]), int(value[1])
+
+
+def _says_invalid_grant(error: requests.HTTPError) -> bool:
+    """Whether Strava's refusal names the refresh token (or the grant) as invalid."""
+    for err in error_codes(error):
+        if str(err.get("code", "")).lower() == "invalid" and str(
+            err.get("resource", "")
+        ).lower() in ("refreshtoken", "authorization", "athlete"):
+            return True
+    return False
