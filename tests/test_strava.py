@@ -22,7 +22,13 @@ import responses
 import tenacity
 from structlog.testing import capture_logs
 
-from hillsync.errors import AccessRevoked, AuthRequired, RateLimited, SourceUnavailable
+from hillsync.errors import (
+    AccessRevoked,
+    AuthRequired,
+    ConfigError,
+    RateLimited,
+    SourceUnavailable,
+)
 from hillsync.model import Activity, Batch, Secret, is_loop
 from hillsync.sources.base import SourceState
 from hillsync.sources.oauth import RedirectListener
@@ -872,3 +878,259 @@ class TestOddAnswers:
         )
         batches = run_fetch(make_source(token_path), first_state())
         assert [a for b in batches for a in b.activities] == []
+
+
+def visit_redirect(
+    said: list[str], pages: list[tuple[int, str]], threads: list[threading.Thread], scope: str
+) -> Callable[[str], None]:
+    """A browser stand-in: follows the printed URL's redirect with `scope` granted."""
+
+    def browser(text: str) -> None:
+        said.append(text)
+        url = next((w for w in text.split() if w.startswith("https://")), None)
+        if url is None:
+            return
+        query = parse_qs(urlsplit(url).query)
+        target = f"{query['redirect_uri'][0]}?state={query['state'][0]}&code=c0de&scope={scope}"
+
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(target, timeout=10) as answer:
+                    pages.append((answer.status, answer.read().decode()))
+            except urllib.error.HTTPError as e:
+                pages.append((e.code, e.read().decode()))
+
+        thread = threading.Thread(target=visit, daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    return browser
+
+
+class TestBrowserPage:
+    """The listener's page answers after the exchange and the scope check, with their outcome."""
+
+    def test_failed_scope(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A grant without activity:read_all shows the terminal's message, not 'connected'."""
+        rsps.add_passthru("http://127.0.0.1")
+        said: list[str] = []
+        pages: list[tuple[int, str]] = []
+        threads: list[threading.Thread] = []
+        with pytest.raises(AuthRequired, match="without activity:read_all") as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=10,
+                say=visit_redirect(said, pages, threads, "read,activity:read"),
+            )
+        threads[0].join(10)
+        status, body = pages[0]
+        assert "hillsync could not connect" in body
+        assert "hillsync is connected" not in body
+        assert str(caught.value).replace("'", "&#x27;") in body
+        assert [c.request.url for c in rsps.calls] == []  # no exchange for a short scope
+        assert status == 200
+
+    def test_failed_exchange(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A code Strava refuses shows the refusal on the page, and no token file is written."""
+        rsps.add_passthru("http://127.0.0.1")
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=400,
+            json={
+                "message": "Bad Request",
+                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
+            },
+        )
+        pages: list[tuple[int, str]] = []
+        threads: list[threading.Thread] = []
+        with pytest.raises(AuthRequired, match="refused the authorization code"):
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=10,
+                say=visit_redirect([], pages, threads, "read,activity:read_all"),
+            )
+        threads[0].join(10)
+        assert "refused the authorization code" in pages[0][1]
+        assert "hillsync is connected" not in pages[0][1]
+        assert not (tmp_path / "t.json").exists()
+
+
+class TestAthleteLimit:
+    """When Strava never redirects, the timeout says why when it can tell."""
+
+    def test_limit_with_another_athlete(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """An application already used by anna: the message names the limit and the fix."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=400,
+            json={
+                "message": "Bad Request",
+                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
+            },
+        )
+        with pytest.raises(AuthRequired) as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+                athlete="bo",
+                command="hillsync connect strava --athlete bo",
+                others_on_app=["anna"],
+            )
+        message = str(caught.value)
+        assert "Limit of connected athletes exceeded" in message
+        assert f"Application {CLIENT_ID} already connects anna" in message
+        assert "[athletes.bo.sources.strava] client_id and client_secret" in message
+        assert "hillsync connect strava --athlete bo" in message
+        assert "\n" not in message
+        assert CLIENT_SECRET not in message
+
+    def test_limit_possible_without_other_athlete(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """With no other athlete known here, the timeout still names the limit as a cause."""
+        rsps.add(responses.POST, TOKEN_URL, status=400, json={"message": "Bad Request"})
+        with pytest.raises(AuthRequired, match="no answer from the browser") as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+            )
+        assert "Limit of connected athletes exceeded" in str(caught.value)
+
+    def test_inactive_application(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """An inactive application (403 Application Inactive) is named as the reason."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=403,
+            json={
+                "message": "Forbidden",
+                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
+            },
+        )
+        with pytest.raises(AuthRequired) as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+            )
+        assert "inactive (403 Application Inactive)" in str(caught.value)
+        assert "paid Strava subscription" in str(caught.value)
+        probe = rsps.calls[0].request.body
+        assert "hillsync-application-probe" in str(probe)
+
+    def test_429_at_exchange(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A 429 at the token exchange says Strava is rate limiting and for how long."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=429,
+            json={"message": "Rate Limit Exceeded"},
+            headers={"X-RateLimit-Usage": "201,300", "X-RateLimit-Limit": "200,2000"},
+        )
+        with pytest.raises(RateLimited, match=r"Strava is rate limiting; try again in \d+ minutes"):
+            connect_strava(APP, tmp_path / "t.json", code="abc", say=lambda _s: None)
+
+
+class TestApiBase:
+    """`api_base` moves every call: the API, the token refresh, the exchange and the revocation."""
+
+    BASE = "https://www.api-v3.strava.example/v3"
+
+    def test_every_call_uses_api_base(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A refresh, a listing and a revocation all go to the configured host."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        host = "https://www.api-v3.strava.example"
+        rsps.add(
+            responses.POST,
+            f"{host}/oauth/token",
+            json={
+                "access_token": "ACCESS-new-host-0000",
+                "refresh_token": "REFRESH-new-host-0000",
+                "expires_at": int((NOW + timedelta(hours=6)).timestamp()),
+            },
+        )
+        rsps.add(responses.GET, f"{self.BASE}/athlete/activities", json=[])
+        rsps.add(responses.POST, f"{host}/oauth/revoke", json={})
+        run_fetch(make_source(path, api_base=self.BASE), first_state())
+        app = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET), api_base=self.BASE)
+        assert disconnect_strava(app, path, now=NOW).endpoint == "revoke"
+        urls = [str(c.request.url).split("?")[0] for c in rsps.calls]
+        assert urls == [
+            f"{host}/oauth/token",
+            f"{self.BASE}/athlete/activities",
+            f"{host}/oauth/revoke",
+        ]
+
+    def test_exchange_uses_api_base(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """The code exchange goes to the configured host too."""
+        rsps.add(
+            responses.POST,
+            "https://www.api-v3.strava.example/oauth/token",
+            json=load("oauth_exchange.json"),
+        )
+        app = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET), api_base=self.BASE)
+        account = connect_strava(app, tmp_path / "t.json", code="abc", say=lambda _s: None)
+        assert account.remote_id == "134815"
+
+    def test_http_api_base_refused(self, tmp_path: Path) -> None:
+        """An api_base that is not https is a config error naming the key."""
+        with pytest.raises(ConfigError, match=r"sources\.strava\.api_base"):
+            make_source(tmp_path / "t.json", api_base="http://insecure.example/api")
+
+
+class TestRevoke:
+    """Revocation: `oauth/revoke` first, `oauth/deauthorize` where revoke does not exist yet."""
+
+    def test_falls_back_to_deauthorize(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """A 404 from oauth/revoke is followed by oauth/deauthorize with the same token."""
+        rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Record Not Found"})
+        rsps.add(responses.POST, DEAUTH_URL, json={"access_token": ACCESS})
+        result = disconnect_strava(APP, token_path, now=NOW)
+        assert result == Disconnected(revoked=True, endpoint="deauthorize")
+        assert [c.request.url for c in rsps.calls] == [REVOKE_URL, DEAUTH_URL]
+        assert all(c.request.headers["Authorization"] == f"Bearer {ACCESS}" for c in rsps.calls)
+        assert not token_path.exists()
+
+    def test_expired_token_refreshed_first(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """An expired access token is refreshed so that the revocation carries a live one."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(hours=1))
+        TestTokens().refresh_response(rsps)
+        rsps.add(responses.POST, REVOKE_URL, json={})
+        assert disconnect_strava(APP, path, now=NOW).revoked
+        assert rsps.calls[1].request.headers["Authorization"] == (
+            "Bearer ACCESS-rotated-1-abcdefabcdef"
+        )
+
+    def test_unreachable_still_deletes_tokens(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """Strava unreachable: the tokens are deleted anyway and the result says not revoked."""
+        rsps.add(responses.POST, REVOKE_URL, body=requests.ConnectionError("down"))
+        assert disconnect_strava(APP, token_path, now=NOW) == Disconnected(revoked=False)
+        assert [c.request.url for c in rsps.calls] == [REVOKE_URL]
+        assert not token_path.exists()
