@@ -483,6 +483,7 @@ def cmd_report(app: App) -> int:
 
 def cmd_status(app: App) -> int:
     from hillsync.store import outbox, repo
+    from hillsync.worker import strava_app
 
     worker = app.worker()
     specs = worker.source_specs()
@@ -501,6 +502,12 @@ def cmd_status(app: App) -> int:
                     "next_sync": iso(st.next_sync) if st else None,
                     "last_error": st.last_error if st else None,
                     "rate_budget": rate_budget(st.cursor) if st else None,
+                    # Which Strava application (client id) the athlete's source uses.
+                    "application": (
+                        own.client_id
+                        if spec.kind == "strava" and (own := strava_app(app.settings, spec.athlete))
+                        else None
+                    ),
                     "rejected": [
                         {"file": i.key, "reason": i.reason}
                         for i in (repo.rejected_items(session, st) if st else [])
@@ -527,6 +534,8 @@ def cmd_status(app: App) -> int:
     ]
     print_table(app, ["source", "state", "last sync", "next sync", "last error"], table)
     for r in rows:
+        if r["application"] is not None:
+            app.print(f"  {r['name']} uses Strava application {r['application']}")
         budget = r["rate_budget"] or {}
         for name in ("read", "overall"):
             if name in budget:

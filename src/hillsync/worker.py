@@ -51,6 +51,7 @@ from hillsync.store.db import Database
 from hillsync.store.deletion import delete_source_data
 
 if TYPE_CHECKING:
+    from hillsync.sources.garmin import LoggedInClients
     from hillsync.sources.strava.connect import StravaApp
 
 log = structlog.get_logger(__name__)
@@ -189,7 +190,10 @@ class Worker:
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
         progress: Callable[[str, int], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
+        garmin_clients: LoggedInClients | None = None,
     ) -> None:
+        #: Logged-in Garmin clients, kept across cycles by whoever runs them (the daemon).
+        self.garmin_clients = garmin_clients
         self.settings = settings
         self.stop = stop
         self.db = db
@@ -268,8 +272,10 @@ class Worker:
         garmin = self.settings.garmin
 
         def build() -> Source:
-            from hillsync.sources.garmin import GarminSource
+            from hillsync.sources.garmin import GarminSource, LoggedInClients
 
+            if self.garmin_clients is None:
+                self.garmin_clients = LoggedInClients()
             return GarminSource(
                 full,
                 token_dir=paths.token_dir(self.environ, athlete, "garmin"),
@@ -278,6 +284,7 @@ class Worker:
                 clock=self.clock,
                 retrying=self.retrying(),
                 reconnect_command=command,
+                clients=self.garmin_clients,
             )
 
         return SourceSpec(full, "garmin", athlete, garmin.poll_minutes, build, command)
@@ -573,6 +580,7 @@ class Daemon:
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
         self._failing: list[str] = []
+        self._garmin_clients: LoggedInClients | None = None
 
     @property
     def stopping(self) -> bool:
@@ -706,6 +714,7 @@ class Daemon:
             retrying=self.retrying,
             stop=lambda: self.stopping,
             progress=lambda _source, _items: self.systemd.watchdog(),
+            garmin_clients=self._garmin_clients,
         )
         specs = worker.source_specs()
         stored = 0
@@ -716,6 +725,7 @@ class Daemon:
             outcome = worker.sync_source(spec, due_only=True)
             if outcome.skipped is None:
                 stored += outcome.new + outcome.updated
+        self._garmin_clients = worker.garmin_clients
         now = self.clock()
         self._count_synced(now, stored)
         if not self.stopping and (
