@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import responses
@@ -191,3 +192,40 @@ class TestConnectGarmin:
         assert code == 0, err
         assert not cli.garmin_tokens.exists()
         assert cli.status()["sources"] == []
+
+
+ANNA_ENV = "HILLSYNC_TEST_ANNA_SECRET"
+ANNA_SECRET = "ANNA-SECRET-5151-aabbccddeeff"
+
+
+class TestSecondAthleteOwnApplication:
+    """A second athlete connects through their own Strava application."""
+
+    def test_connect_and_status(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """Each athlete's exchange uses their application; status names it; no secret shows."""
+        cli.write_config(strava=True)
+        with cli.config.open("a") as f:
+            f.write("\n[athletes.anna.sources.strava]\nclient_id = 5151\n")
+            f.write(f'client_secret = "env:{ANNA_ENV}"\n')
+        cli.env[ANNA_ENV] = ANNA_SECRET
+        rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        outputs = []
+        for args in ([], ["--athlete", "anna"]):
+            code, out, err = cli("connect", "strava", *args, "--no-browser", "--code", "abc123")
+            assert code == 0, err
+            outputs += [out, err]
+        assert "for anna (application 5151)" in outputs[2]
+        sent = [parse_qs(str(c.request.body)) for c in rsps.calls if c.request.url == TOKEN_URL]
+        assert [(s["client_id"], s["client_secret"]) for s in sent] == [
+            (["4242"], [CLIENT_SECRET]),
+            (["5151"], [ANNA_SECRET]),
+        ]
+        sources = {(s["name"], s["application"]) for s in cli.status()["sources"]}
+        assert sources == {("strava", 4242), ("anna/strava", 5151)}
+        code, out, err = cli("status")
+        assert code == 0, err
+        assert "anna/strava uses Strava application 5151" in out
+        for text in [*outputs, out, err]:
+            assert CLIENT_SECRET not in text
+            assert ANNA_SECRET not in text
+            assert EXCHANGE["refresh_token"] not in text

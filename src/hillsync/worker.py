@@ -495,14 +495,19 @@ class Worker:
 
 
 def strava_app(settings: Settings, athlete: str) -> StravaApp | None:
-    """The Strava application `athlete` connects through (their own, else the top-level
-    one), or None when none is configured."""
+    """The Strava application `athlete` connects through (their own
+    [athletes.NAME.sources.strava], else the top-level one) on the configured `api_base`,
+    or None when none is configured."""
     from hillsync.sources.strava.connect import StravaApp
 
-    strava = settings.strava
-    if strava.client_id is None or strava.client_secret is None:
+    own = settings.athletes[athlete].strava if athlete in settings.athletes else None
+    chosen = own if own is not None else settings.strava
+    if chosen.client_id is None or chosen.client_secret is None:
         return None
-    return StravaApp(strava.client_id, strava.client_secret, key="sources.strava")
+    key = f"athletes.{athlete}.sources.strava" if own is not None else "sources.strava"
+    return StravaApp(
+        chosen.client_id, chosen.client_secret, api_base=settings.strava.api_base, key=key
+    )
 
 
 def reconnect_command(kind: str, athlete: str) -> str:
