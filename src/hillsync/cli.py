@@ -496,6 +496,8 @@ def cmd_status(app: App) -> int:
                     "next_sync": iso(st.next_sync) if st else None,
                     "last_error": st.last_error if st else None,
                     "rate_budget": rate_budget(st.cursor) if st else None,
+                    # A source that delivered regularly and fell silent (see staleness.py).
+                    "stale_since": iso(st.stale_since) if st else None,
                     # Which Strava application (client id) the athlete's source uses.
                     "application": (
                         own.client_id
@@ -528,6 +530,10 @@ def cmd_status(app: App) -> int:
     ]
     print_table(app, ["source", "state", "last sync", "next sync", "last error"], table)
     for r in rows:
+        if r["stale_since"] is not None:
+            app.print(
+                f"  {r['name']} has delivered no run since it went silent ({r['stale_since'][:10]})"
+            )
         if r["application"] is not None:
             app.print(f"  {r['name']} uses Strava application {r['application']}")
         budget = r["rate_budget"] or {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import tenacity
@@ -46,9 +46,11 @@ from hillsync.model import (
 )
 from hillsync.notify import DeliveryResult, Notifier
 from hillsync.sources.base import Source, SourceState
-from hillsync.store import outbox, repo
+from hillsync.staleness import staleness
+from hillsync.store import health, outbox, repo
 from hillsync.store.db import Database
 from hillsync.store.deletion import delete_source_data
+from hillsync.store.tables import SyncState
 
 if TYPE_CHECKING:
     from hillsync.sources.garmin import LoggedInClients
@@ -217,9 +219,11 @@ class Worker:
         with self.db.session() as session:
             accounts = repo.list_accounts(session)
             account_rows = [(a.athlete_name, a.kind) for a in accounts]
+            cursors = {s.name: s.cursor for s in repo.all_sync_states(session)}
+        polls = self._strava_polls([a for a, k in account_rows if k == "strava"], cursors)
         for athlete_name, kind in account_rows:
             if kind == "strava":
-                specs.append(self._strava_spec(athlete_name))
+                specs.append(self._strava_spec(athlete_name, polls[athlete_name]))
             elif kind == "garmin":
                 specs.append(self._garmin_spec(athlete_name))
         return specs
@@ -244,7 +248,29 @@ class Worker:
             ),
         )
 
-    def _strava_spec(self, athlete: str) -> SourceSpec:
+    def _strava_polls(
+        self, athletes: Sequence[str], cursors: Mapping[str, Mapping[str, Any] | None]
+    ) -> dict[str, float]:
+        """Each Strava athlete's poll interval: stretched when several share one application,
+        so that the application's daily reads keep a reserve (DESIGN section 10)."""
+        from hillsync.sources.strava.budget import DAILY_READS, stretched_poll_minutes
+
+        by_app: dict[int | None, list[str]] = {}
+        for athlete in athletes:
+            app = strava_app(self.settings, athlete)
+            by_app.setdefault(app.client_id if app else None, []).append(athlete)
+        polls: dict[str, float] = {}
+        for names in by_app.values():
+            # A raised application reports its own daily limit in the rate headers.
+            limits = [limit for n in names if (limit := _daily_read_limit(cursors, n))]
+            daily = max(limits, default=DAILY_READS)
+            interval = stretched_poll_minutes(self.settings.strava.poll_minutes, len(names), daily)
+            if interval > self.settings.strava.poll_minutes:
+                log.debug("strava_poll_stretched", athletes=len(names), minutes=interval)
+            polls.update(dict.fromkeys(names, interval))
+        return polls
+
+    def _strava_spec(self, athlete: str, poll_minutes: float | None = None) -> SourceSpec:
         full = source_full_name(athlete, "strava")
         command = reconnect_command("strava", athlete)
         strava = self.settings.strava
@@ -272,7 +298,8 @@ class Worker:
                 api_base=app.api_base,
             )
 
-        return SourceSpec(full, "strava", athlete, strava.poll_minutes, build, command)
+        poll = strava.poll_minutes if poll_minutes is None else poll_minutes
+        return SourceSpec(full, "strava", athlete, poll, build, command)
 
     def _garmin_spec(self, athlete: str) -> SourceSpec:
         full = source_full_name(athlete, "garmin")
@@ -414,6 +441,8 @@ class Worker:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
                     repo.set_account_state(session, spec.athlete, spec.kind, "needs_auth")
+                if status == "ok":
+                    self._check_stale(session, spec, state_row)
             if revoked:
                 # After the needs_auth message (committed above): the athlete revoked access,
                 # and Strava's API Agreement wants what came only from it deleted.
@@ -434,6 +463,32 @@ class Worker:
             error=error,
         )
         return outcome
+
+    def _check_stale(self, session: Session, spec: SourceSpec, state_row: SyncState) -> None:
+        """Notice a source that delivered regularly and fell silent (once), and clear it
+        when a run arrives."""
+        athlete = self.settings.athletes.get(spec.athlete)
+        stale_days = getattr(athlete.notify, "stale_days", 10) if athlete else 10
+        now = self.clock()
+        stale = staleness(health.run_starts(session, state_row), now, stale_days)
+        if stale is None:
+            if state_row.stale_since is not None:
+                log.info("source_delivering_again", source=spec.name)
+                state_row.stale_since = None
+            return
+        if state_row.stale_since is not None:
+            return
+        state_row.stale_since = now
+        urls = athlete.notify.urls if athlete else ()
+        alerts.enqueue_stale(
+            session,
+            state_row.athlete_id,
+            spec.athlete,
+            spec.name,
+            stale,
+            [outbox.url_key(u.reveal()) for u in urls],
+            now,
+        )
 
     def _since(self, since: date | None) -> datetime:
         if since is not None:
@@ -500,6 +555,16 @@ class Worker:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
         return notifier.deliver_pending(self.db.session, stop=self.stop)
+
+
+def _daily_read_limit(cursors: Mapping[str, Mapping[str, Any] | None], athlete: str) -> int:
+    """The daily read limit Strava last reported for the athlete's source (0: none yet)."""
+    cursor = cursors.get(source_full_name(athlete, "strava")) or {}
+    rate = cursor.get("rate")
+    read = rate.get("read") if isinstance(rate, Mapping) else None
+    if isinstance(read, list) and len(read) == 4 and isinstance(read[3], int):
+        return read[3]
+    return 0
 
 
 def strava_app(settings: Settings, athlete: str) -> StravaApp | None:
