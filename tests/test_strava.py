@@ -1134,3 +1134,72 @@ class TestRevoke:
         assert disconnect_strava(APP, token_path, now=NOW) == Disconnected(revoked=False)
         assert [c.request.url for c in rsps.calls] == [REVOKE_URL]
         assert not token_path.exists()
+
+
+class TestSecretsInNewPaths:
+    """The timeout diagnosis, revocation and a revoked 401 leak no secret anywhere."""
+
+    def test_nothing_leaks(
+        self,
+        rsps: responses.RequestsMock,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Client secret, access and refresh tokens stay out of logs, output and errors."""
+        caplog.set_level(logging.DEBUG)
+        errors: list[str] = []
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=403,
+            json={
+                "message": "Forbidden",
+                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
+            },
+        )
+        path = tmp_path / "me.json"
+        with capture_logs() as events:
+            try:
+                connect_strava(
+                    APP, path, open_browser=False, port=0, timeout_s=0.05, say=lambda _s: None
+                )
+            except AuthRequired as e:
+                errors.append(str(e))
+            write_tokens(path, expires_at=NOW + timedelta(hours=5))
+            rsps.replace(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+            rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+            try:
+                run_fetch(make_source(path), first_state())
+            except AccessRevoked as e:
+                errors.append(str(e))
+            rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Not Found"})
+            rsps.add(responses.POST, DEAUTH_URL, status=401, json=UNAUTHORIZED)
+            disconnect_strava(APP, path, now=NOW)
+        out = capsys.readouterr()
+        text = "\n".join([caplog.text, repr(events), *errors, out.out, out.err])
+        assert len(errors) == 2
+        for secret in (CLIENT_SECRET, ACCESS, REFRESH):
+            assert secret not in text
+
+
+class TestTokenLock:
+    """Waiting for another process's refresh never holds up a shutdown."""
+
+    def test_busy_lock_gives_way_to_stop(self, tmp_path: Path) -> None:
+        """With the lock held elsewhere and a stop requested, the refresh gives up at once."""
+        import fcntl
+        import os
+
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        fd = os.open(path.with_name("me.json.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        slept: list[float] = []
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            source = make_source(path, stop=lambda: bool(slept), sleep=slept.append)
+            with pytest.raises(SourceUnavailable, match="another hillsync process"):
+                run_fetch(source, first_state())
+        finally:
+            os.close(fd)
+        assert slept == [0.1]

@@ -12,18 +12,18 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 import tenacity
 from sqlalchemy.orm import Session
 
-from hillsync import alerts, classify, paths
-from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
+from hillsync import alerts
+from hillsync.clock import Clock, utc_now
+from hillsync.config import DEFAULT_ATHLETE, NotifySettings, Settings
 from hillsync.errors import (
     AccessRevoked,
     AuthRequired,
@@ -33,19 +33,12 @@ from hillsync.errors import (
     StoreError,
     UsageError,
 )
-from hillsync.model import (
-    Activity,
-    BalanceReport,
-    BalanceStatus,
-    Batch,
-    Classification,
-    ClassifyParams,
-    Profile,
-    Secret,
-    Summary,
-)
+from hillsync.model import BalanceReport, BalanceStatus, Batch, Secret
 from hillsync.notify import DeliveryResult, Notifier
-from hillsync.sources.base import Source, SourceState
+from hillsync.pipeline import store_batch
+from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
+from hillsync.retry import default_retrying, interruptible
+from hillsync.sources.base import SourceState, rate_budget
 from hillsync.staleness import staleness
 from hillsync.store import health, outbox, repo
 from hillsync.store.db import Database
@@ -54,79 +47,11 @@ from hillsync.store.tables import SyncState
 
 if TYPE_CHECKING:
     from hillsync.sources.garmin import LoggedInClients
-    from hillsync.sources.strava.connect import StravaApp
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
-
-#: Files per folder transaction: small enough that SIGTERM, checked between batches, is
-#: obeyed within a few seconds even on large FIT files; large enough to commit rarely.
-FOLDER_BATCH = 20
-
 #: The longest a failing source waits between two tries, however often it failed.
 MAX_BACKOFF = timedelta(hours=6)
-
-
-def utc_now() -> datetime:
-    """The current time, aware UTC."""
-    return datetime.now(UTC)
-
-
-def default_retrying() -> tenacity.Retrying:
-    """Retries of 5xx answers and timeouts in one sync: bounded exponential backoff, jitter."""
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(4),
-        wait=tenacity.wait_random_exponential(multiplier=1, max=20),
-        reraise=True,
-    )
-
-
-def summary_of(activity: Activity) -> Summary:
-    """What the classifier needs of an activity's summary."""
-    return Summary(
-        sport=activity.sport,
-        distance_m=activity.distance_m,
-        reported_gain_m=activity.reported_gain_m,
-        reported_loss_m=activity.reported_loss_m,
-        elevation_range_m=activity.elevation_range_m,
-        start_latlng=activity.start_latlng,
-        end_latlng=activity.end_latlng,
-        indoor=activity.indoor,
-        # A file's totals are the recording device's own; an API's are its summary's.
-        totals_from="device" if activity.elevation_source == "file" else "summary",
-    )
-
-
-def classify_activity(
-    activity: Activity, params: ClassifyParams
-) -> tuple[Profile | None, Classification]:
-    """The activity's cleaned profile (if it has samples) and its classification."""
-    profile = activity.profile
-    if profile is None and activity.track is not None and len(activity.track):
-        profile = classify.build_profile(activity.track)
-    return profile, classify.classify(summary_of(activity), profile, params)
-
-
-def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:
-    """A predicate for API sources: does this summary need its profile to be labelled?"""
-
-    def needs_profile(activity: Activity) -> bool:
-        return classify.classify(summary_of(activity), None, params).needs_profile
-
-    return needs_profile
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """A configured source: what it is called, whose it is, how often to poll, how to build it."""
-
-    name: str
-    kind: str
-    athlete: str
-    poll_minutes: float
-    build: Callable[[], Source] = field(compare=False, repr=False)
-    reconnect_command: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,19 +93,6 @@ class CycleResult:
         return sum(o.new + o.updated for o in self.outcomes)
 
 
-def source_full_name(athlete: str, name: str) -> str:
-    """`strava` for the default athlete, `anna/strava` for the others."""
-    return name if athlete == DEFAULT_ATHLETE else f"{athlete}/{name}"
-
-
-def matches(spec: SourceSpec, wanted: str | None) -> bool:
-    """Whether `--source wanted` names this source: its name, its short name or its kind."""
-    if wanted is None:
-        return True
-    short = spec.name.rsplit("/", 1)[-1]
-    return wanted in {spec.name, short, spec.kind}
-
-
 class Worker:
     """Syncs sources into the store, evaluates balances and delivers notifications."""
 
@@ -210,119 +122,27 @@ class Worker:
 
     def source_specs(self) -> list[SourceSpec]:
         """Every configured source: folders from the config, accounts from the store."""
-        specs: list[SourceSpec] = []
-        for athlete in self.settings.athletes.values():
-            for folder in athlete.folders:
-                specs.append(
-                    self._folder_spec(athlete, folder.name, folder.path, folder.poll_minutes)
-                )
-        with self.db.session() as session:
-            accounts = repo.list_accounts(session)
-            account_rows = [(a.athlete_name, a.kind) for a in accounts]
-            cursors = {s.name: s.cursor for s in repo.all_sync_states(session)}
-        polls = self._strava_polls([a for a, k in account_rows if k == "strava"], cursors)
-        for athlete_name, kind in account_rows:
-            if kind == "strava":
-                specs.append(self._strava_spec(athlete_name, polls[athlete_name]))
-            elif kind == "garmin":
-                specs.append(self._garmin_spec(athlete_name))
-        return specs
-
-    def _folder_spec(
-        self, athlete: AthleteSettings, name: str, path: Path, poll: float
-    ) -> SourceSpec:
-        from hillsync.sources.files import FolderSource
-
-        full = source_full_name(athlete.name, name)
-        return SourceSpec(
-            name=full,
-            kind="folder",
-            athlete=athlete.name,
-            poll_minutes=poll,
-            build=lambda: FolderSource(
-                full,
-                path,
-                clock=self.clock,
-                batch_size=FOLDER_BATCH,
-                untyped=self.settings.sync.untyped,
-            ),
+        with self.db.session(readonly=True) as session:
+            accounts = [ConnectedAccount(a, k) for a, k in repo.connected_kinds(session)]
+            limits = {
+                name: budget.daily.limit
+                for name, view in repo.sync_state_views(session).items()
+                if (report := rate_budget(view.cursor)) is not None
+                for budget in report.budgets
+                if budget.name == "read"
+            }
+        registry = Registry(
+            self.settings,
+            environ=self.environ,
+            clock=self.clock,
+            retrying=self.retrying,
+            stop=self.stop,
+            garmin_clients=self.garmin_clients,
         )
-
-    def _strava_polls(
-        self, athletes: Sequence[str], cursors: Mapping[str, Mapping[str, Any] | None]
-    ) -> dict[str, float]:
-        """Each Strava athlete's poll interval: stretched when several share one application,
-        so that the application's daily reads keep a reserve (DESIGN section 10)."""
-        from hillsync.sources.strava.budget import DAILY_READS, stretched_poll_minutes
-
-        by_app: dict[int | None, list[str]] = {}
-        for athlete in athletes:
-            app = strava_app(self.settings, athlete)
-            by_app.setdefault(app.client_id if app else None, []).append(athlete)
-        polls: dict[str, float] = {}
-        for names in by_app.values():
-            # A raised application reports its own daily limit in the rate headers.
-            limits = [limit for n in names if (limit := _daily_read_limit(cursors, n))]
-            daily = max(limits, default=DAILY_READS)
-            interval = stretched_poll_minutes(self.settings.strava.poll_minutes, len(names), daily)
-            if interval > self.settings.strava.poll_minutes:
-                log.debug("strava_poll_stretched", athletes=len(names), minutes=interval)
-            polls.update(dict.fromkeys(names, interval))
-        return polls
-
-    def _strava_spec(self, athlete: str, poll_minutes: float | None = None) -> SourceSpec:
-        full = source_full_name(athlete, "strava")
-        command = reconnect_command("strava", athlete)
-        strava = self.settings.strava
-
-        def build() -> Source:
-            from hillsync.sources.strava import StravaSource
-
-            app = strava_app(self.settings, athlete)
-            if app is None:
-                raise AuthRequired(
-                    "sources.strava.client_id and client_secret are not configured",
-                    source=full,
-                    command=command,
-                )
-            return StravaSource(
-                full,
-                client_id=app.client_id,
-                client_secret=app.client_secret,
-                token_path=paths.token_path(self.environ, athlete, "strava"),
-                streams=strava.streams,
-                needs_profile=needs_profile_check(self.settings.classify),
-                clock=self.clock,
-                retrying=self.retrying(),
-                reconnect_command=command,
-                api_base=app.api_base,
-            )
-
-        poll = strava.poll_minutes if poll_minutes is None else poll_minutes
-        return SourceSpec(full, "strava", athlete, poll, build, command)
-
-    def _garmin_spec(self, athlete: str) -> SourceSpec:
-        full = source_full_name(athlete, "garmin")
-        command = reconnect_command("garmin", athlete)
-        garmin = self.settings.garmin
-
-        def build() -> Source:
-            from hillsync.sources.garmin import GarminSource, LoggedInClients
-
-            if self.garmin_clients is None:
-                self.garmin_clients = LoggedInClients()
-            return GarminSource(
-                full,
-                token_dir=paths.token_dir(self.environ, athlete, "garmin"),
-                streams=garmin.streams,
-                needs_profile=needs_profile_check(self.settings.classify),
-                clock=self.clock,
-                retrying=self.retrying(),
-                reconnect_command=command,
-                clients=self.garmin_clients,
-            )
-
-        return SourceSpec(full, "garmin", athlete, garmin.poll_minutes, build, command)
+        specs = registry.specs(accounts, limits)
+        # The registry makes the clients on first use: keep them for the next cycle.
+        self.garmin_clients = registry.garmin_clients
+        return specs
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -342,7 +162,7 @@ class Worker:
         Source failures are recorded in the outcome, never raised. Raises UsageError when
         `only` names no configured source, and StoreError when the database fails.
         """
-        specs = [s for s in self.source_specs() if matches(s, only)]
+        specs = select_specs(self.source_specs(), only)
         if only is not None and not specs:
             # Before anything is evaluated or sent: a typo must not push notifications.
             raise UsageError(f"no source named {only!r} (see `hillsync status`)")
@@ -365,7 +185,7 @@ class Worker:
         now = self.clock()
         with self.db.session() as session:
             athlete = repo.ensure_athlete(session, spec.athlete)
-            state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind)
+            state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
             parked = parked_reason(state_row.state, state_row.next_sync, now, due_only=due_only)
             if parked is not None:
                 return SourceOutcome(
@@ -440,14 +260,16 @@ class Worker:
                 if status == "needs_auth" and newly:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
-                    repo.set_account_state(session, spec.athlete, spec.kind, "needs_auth")
+                    repo.set_account_state(session, spec.athlete, spec.kind.value, "needs_auth")
                 if status == "ok":
                     self._check_stale(session, spec, state_row)
             if revoked:
                 # After the needs_auth message (committed above): the athlete revoked access,
                 # and Strava's API Agreement wants what came only from it deleted.
                 with self.db.session() as session:
-                    deleted = delete_source_data(session, spec.athlete, spec.kind, keep_states=True)
+                    deleted = delete_source_data(
+                        session, spec.athlete, spec.kind.value, keep_states=True
+                    )
                 log.warning("access_revoked", source=spec.name, deleted=deleted.activities)
         outcome = SourceOutcome(
             spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
@@ -468,7 +290,7 @@ class Worker:
         """Notice a source that delivered regularly and fell silent (once), and clear it
         when a run arrives."""
         athlete = self.settings.athletes.get(spec.athlete)
-        stale_days = getattr(athlete.notify, "stale_days", 10) if athlete else 10
+        stale_days = athlete.notify.stale_days if athlete else NotifySettings().stale_days
         now = self.clock()
         stale = staleness(health.run_starts(session, state_row), now, stale_days)
         if stale is None:
@@ -496,13 +318,14 @@ class Worker:
         return self.clock() - timedelta(days=self.settings.sync.backfill_days)
 
     def _store_batch(self, state_id: int, batch: Batch) -> repo.BatchResult:
-        params = self.settings.classify
-        classified = {a.source_id: classify_activity(a, params) for a in batch.activities}
-        with self.db.session() as session:
-            state_row = repo.get_sync_state(session, state_id)
-            return repo.save_batch(
-                session, state_row, batch, classified, set(self.settings.sync.sports), self.clock()
-            )
+        return store_batch(
+            self.db,
+            state_id,
+            batch,
+            self.settings.classify,
+            set(self.settings.sync.sports),
+            self.clock(),
+        )
 
     def _enqueue_needs_auth(self, session: Session, spec: SourceSpec, athlete_id: int) -> None:
         athlete = self.settings.athletes.get(spec.athlete)
@@ -545,49 +368,12 @@ class Worker:
 
     def all_urls(self) -> list[Secret]:
         """Every notification URL of every athlete, once each."""
-        seen: dict[str, Secret] = {}
-        for athlete in self.settings.athletes.values():
-            for url in athlete.notify.urls:
-                seen.setdefault(url.reveal(), url)
-        return list(seen.values())
+        return notify_urls(self.settings)
 
     def deliver(self) -> DeliveryResult:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
         return notifier.deliver_pending(self.db.session, stop=self.stop)
-
-
-def _daily_read_limit(cursors: Mapping[str, Mapping[str, Any] | None], athlete: str) -> int:
-    """The daily read limit Strava last reported for the athlete's source (0: none yet)."""
-    cursor = cursors.get(source_full_name(athlete, "strava")) or {}
-    rate = cursor.get("rate")
-    read = rate.get("read") if isinstance(rate, Mapping) else None
-    if isinstance(read, list) and len(read) == 4 and isinstance(read[3], int):
-        return read[3]
-    return 0
-
-
-def strava_app(settings: Settings, athlete: str) -> StravaApp | None:
-    """The Strava application `athlete` connects through (their own
-    [athletes.NAME.sources.strava], else the top-level one) on the configured `api_base`,
-    or None when none is configured."""
-    from hillsync.sources.strava.connect import StravaApp
-
-    own = settings.athletes[athlete].strava if athlete in settings.athletes else None
-    chosen = own if own is not None else settings.strava
-    if chosen.client_id is None or chosen.client_secret is None:
-        return None
-    key = f"athletes.{athlete}.sources.strava" if own is not None else "sources.strava"
-    return StravaApp(
-        chosen.client_id, chosen.client_secret, api_base=settings.strava.api_base, key=key
-    )
-
-
-def reconnect_command(kind: str, athlete: str) -> str:
-    """The exact command that reconnects an account."""
-    if athlete == DEFAULT_ATHLETE:
-        return f"hillsync connect {kind}"
-    return f"hillsync connect {kind} --athlete {athlete}"
 
 
 def parked_reason(
@@ -711,7 +497,7 @@ class Daemon:
     def _open(self, settings: Settings) -> Database:
         from hillsync.store.db import open_database
 
-        return open_database(settings.database.url or paths.default_database_url(self.environ))
+        return open_database(settings.database_url(self.environ))
 
     def _guarded_cycle(self, settings: Settings, db: Database) -> float:
         try:
@@ -750,13 +536,9 @@ class Daemon:
     def retrying(self) -> tenacity.Retrying:
         """The worker's retry policy, made interruptible: a stop request ends the retries
         and cuts the wait short, and the watchdog is fed while waiting."""
-        base = default_retrying()
-        base_stop = base.stop
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return self.stopping or bool(base_stop(state))
-
-        return base.copy(stop=stop, sleep=self._retry_sleep)
+        return interruptible(
+            default_retrying, stopping=lambda: self.stopping, sleep=self._retry_sleep
+        )()
 
     def _retry_sleep(self, seconds: float) -> None:
         self._wait(seconds, self._stop)
@@ -795,6 +577,7 @@ class Daemon:
             garmin_clients=self._garmin_clients,
         )
         specs = worker.source_specs()
+        self._garmin_clients = worker.garmin_clients
         stored = 0
         for spec in specs:
             if self.stopping:
@@ -803,7 +586,6 @@ class Daemon:
             outcome = worker.sync_source(spec, due_only=True)
             if outcome.skipped is None:
                 stored += outcome.new + outcome.updated
-        self._garmin_clients = worker.garmin_clients
         now = self.clock()
         self._count_synced(now, stored)
         if not self.stopping and (

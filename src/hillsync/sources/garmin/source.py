@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +24,7 @@ from hillsync.errors import (
     SourceError,
     SourceUnavailable,
 )
+from hillsync.filelock import LockBusy, exclusive
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected
 from hillsync.sources.base import SourceState
 from hillsync.sources.fileformats import read_activity_bytes
@@ -339,21 +338,14 @@ class GarminSource:
         Raises SourceUnavailable when another process holds it.
         """
         self._token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._token_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SourceUnavailable(
-                    f"{self._name} is being synced by another hillsync process: will retry",
-                    source=self._name,
-                ) from None
-            try:
+            with exclusive(self._token_dir / ".lock"):
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        except LockBusy:
+            raise SourceUnavailable(
+                f"{self._name} is being synced by another hillsync process: will retry",
+                source=self._name,
+            ) from None
 
     def _fetch(self, state: SourceState) -> Iterator[Batch]:
         garmin = self._client()
