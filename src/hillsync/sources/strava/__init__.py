@@ -10,7 +10,13 @@ server errors are a tenacity policy passed in (so tests never sleep).
 """
 
 from hillsync.sources.strava.client import default_retrying
-from hillsync.sources.strava.connect import ConnectedAccount, connect_strava, disconnect_strava
+from hillsync.sources.strava.connect import (
+    ConnectedAccount,
+    Disconnected,
+    StravaApp,
+    connect_strava,
+    disconnect_strava,
+)
 from hillsync.sources.strava.mapping import (
     KIND,
     STRAVA_SPORTS,
@@ -24,6 +30,8 @@ __all__ = [
     "KIND",
     "STRAVA_SPORTS",
     "ConnectedAccount",
+    "Disconnected",
+    "StravaApp",
     "StravaSource",
     "activity_from_summary",
     "connect_strava",
