@@ -184,7 +184,7 @@ class TestSecondAthleteOwnApplication:
 
     def test_connect_and_status(self, cli: Cli, rsps: responses.RequestsMock) -> None:
         """Each athlete's exchange uses their application; status names it; no secret shows."""
-        cli.write_config(strava=True)
+        cli.write_strava_config(strava=True)
         with cli.config.open("a") as f:
             f.write("\n[athletes.anna.sources.strava]\nclient_id = 5151\n")
             f.write(f'client_secret = "env:{ANNA_ENV}"\n')

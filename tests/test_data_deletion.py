@@ -13,13 +13,14 @@ import pytest
 import responses
 from sqlalchemy import select
 
+from helpers import Clock
 from hillsync.config import DEFAULT_ATHLETE
 from hillsync.store.tables import ActivityRow
 from test_garmin import FakeGarminServer, add_profile
 from test_garmin import summary as garmin_summary
 from test_strava import LIST_URL, REFRESH_INVALID, REVOKE_URL, TOKEN_URL, FakeStrava
 from test_strava import summary as strava_summary
-from test_worker import NOW, Clock, Env, env
+from test_worker import NOW, Env, env
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 __all__ = ["env"]
@@ -37,7 +38,7 @@ def two_sources(env: Env, rsps: responses.RequestsMock) -> None:
     only = strava_summary(9002, NOW - timedelta(days=3), gain=80.0)
     only["external_id"] = None
     FakeStrava(rsps, [merged, only])
-    worker = env.worker(Clock())
+    worker = env.worker(Clock(NOW))
     for kind in ("garmin", "strava"):
         (outcome,) = worker.sync_cycle(only=kind).outcomes
         assert outcome.state == "ok"

@@ -12,6 +12,7 @@ from typing import ClassVar
 import pytest
 import responses
 
+from helpers import Clock
 from hillsync import paths
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings, StravaAppSettings
 from hillsync.model import Secret
@@ -19,7 +20,7 @@ from hillsync.staleness import staleness
 from hillsync.store import repo
 from test_strava import FakeStrava, write_tokens
 from test_strava import summary as strava_summary
-from test_worker import NOW, Clock, Env, env
+from test_worker import NOW, Env, env
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 __all__ = ["env"]
@@ -65,7 +66,7 @@ class TestStaleSource:
         env.connect_strava(NOW + timedelta(days=30))
         history = [strava_summary(100 + i, NOW - timedelta(days=12 + 2 * i)) for i in range(20)]
         fake = FakeStrava(rsps, history)
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         (outcome,) = worker.sync_cycle().outcomes
         assert outcome.state == "ok"
         stale = [m for m in env.messages() if m[0] == "stale"]
@@ -118,7 +119,7 @@ class TestPollStretching:
         """Ten athletes on one 1,000-read app poll every 36 min: 800 reads a day at most."""
         from hillsync.worker import Worker
 
-        worker = Worker(club(env, self.NAMES), env.db, environ=env.environ, clock=Clock())
+        worker = Worker(club(env, self.NAMES), env.db, environ=env.environ, clock=Clock(NOW))
         polls = [s.poll_minutes for s in worker.source_specs() if s.kind == "strava"]
         assert len(polls) == 10
         assert polls == [pytest.approx(36.0)] * 10
@@ -130,7 +131,7 @@ class TestPollStretching:
         from hillsync.worker import Worker
 
         own = {n: 7000 + i for i, n in enumerate(self.NAMES[5:])}
-        worker = Worker(club(env, self.NAMES, own), env.db, environ=env.environ, clock=Clock())
+        worker = Worker(club(env, self.NAMES, own), env.db, environ=env.environ, clock=Clock(NOW))
         polls = {s.athlete: s.poll_minutes for s in worker.source_specs() if s.kind == "strava"}
         assert {polls[n] for n in self.NAMES[5:]} == {15.0}
         assert [polls[n] for n in self.NAMES[:5]] == [pytest.approx(18.0)] * 5

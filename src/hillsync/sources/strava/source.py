@@ -15,8 +15,14 @@ import tenacity
 from pydantic import ValidationError
 from stravalib import exc as strava_exc
 
-from hillsync.errors import AccessRevoked, AuthRequired, RateLimited, SourceUnavailable
-from hillsync.filelock import LockBusy, exclusive
+from hillsync.errors import (
+    AccessRevoked,
+    AuthRequired,
+    LockBusy,
+    RateLimited,
+    SourceUnavailable,
+)
+from hillsync.locks import file_lock
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected, Secret, Track
 from hillsync.paths import write_private_file
 from hillsync.sources.base import SourceState
@@ -140,7 +146,7 @@ class StravaSource:
         if not self._token_path.exists():
             raise not_connected(self._command)
         try:
-            with exclusive(
+            with file_lock(
                 self._lock_path(), timeout_s=self._lock_wait_s, stop=self._stop, sleep=self._sleep
             ):
                 return self._refresh_holding_lock(now, margin, force=force)
