@@ -135,3 +135,35 @@ class TestPollStretching:
         polls = {s.athlete: s.poll_minutes for s in worker.source_specs() if s.kind == "strava"}
         assert {polls[n] for n in self.NAMES[5:]} == {15.0}
         assert [polls[n] for n in self.NAMES[:5]] == [pytest.approx(18.0)] * 5
+
+
+class TestGarminOutageThroughTheWorker:
+    """Two hours of Garmin 401s with a failing token service: backoff, never needs_auth."""
+
+    def test_heals_by_itself(self, env: Env, rsps: responses.RequestsMock) -> None:
+        """Each due poll during the outage is an error with a growing wait; then it syncs."""
+        from test_garmin import Outage
+        from test_garmin import history as garmin_history
+
+        env.connect_garmin()
+        outage = Outage(rsps, garmin_history(3, days=5, newest=NOW - timedelta(hours=3)))
+        clock = Clock()
+        waits: list[timedelta] = []
+        while clock.now < NOW + timedelta(hours=2):
+            (outcome,) = env.worker(clock).sync_cycle(only="garmin").outcomes
+            assert outcome.state == "error"
+            assert "HTTP 401" in (outcome.error or "")
+            _, next_sync = env.state("garmin")
+            assert next_sync is not None
+            waits.append(next_sync - clock.now)
+            clock.now = next_sync
+        assert len(waits) >= 2
+        assert waits == sorted(waits)  # the worker backs off, doubling
+        assert [m for m in env.messages() if m[0] == "needs_auth"] == []
+        outage.healed = True
+        (outcome,) = env.worker(clock).sync_cycle(only="garmin").outcomes
+        assert (outcome.state, outcome.new) == ("ok", 3)
+        with env.db.session() as session:
+            account = repo.get_account(session, DEFAULT_ATHLETE, "garmin")
+            assert account is not None
+            assert account.state == "connected"

@@ -205,7 +205,6 @@ class Registry:
                 retrying=self.retrying(),
                 reconnect_command=command,
                 api_base=app.api_base,
-                stop=self.stop,
             )
 
         return SourceSpec(full, SourceKind.STRAVA, athlete, poll_minutes, build, command)

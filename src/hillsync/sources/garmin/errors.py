@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import requests
 import structlog
-import tenacity
 from garminconnect import (
     GarminConnectAuthenticationError,
     GarminConnectConnectionError,
@@ -126,13 +125,6 @@ def reason(exc: BaseException) -> str:
     if is_transient(exc):
         return "network error"
     return type(exc).__name__
-
-
-def default_retrying() -> tenacity.Retrying:
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(4),
-        wait=tenacity.wait_exponential_jitter(initial=2, max=30),
-    )
 
 
 _REFRESH_STATUS_RE = re.compile(r"refresh failed: (\d{3})")

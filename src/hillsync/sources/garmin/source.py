@@ -27,13 +27,13 @@ from hillsync.errors import (
 )
 from hillsync.locks import file_lock
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected
+from hillsync.retry import default_retrying
 from hillsync.sources.base import SourceState
 from hillsync.sources.fileformats import read_activity_bytes
 from hillsync.sources.garmin.errors import (
     CONNECT_COMMAND,
     GARMIN_ERRORS,
     chain,
-    default_retrying,
     http_status,
     is_transient,
     refresh_reason,
@@ -340,7 +340,7 @@ class GarminSource:
         """
         self._token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            with file_lock(self._token_dir / ".lock", timeout_s=0):
+            with file_lock(self._token_dir / ".lock", timeout_s=0, what=self._name):
                 yield
         except LockBusy:
             raise SourceUnavailable(

@@ -9,7 +9,6 @@ environment variables), the rate budget is read from the response headers and tu
 server errors are a tenacity policy passed in (so tests never sleep).
 """
 
-from hillsync.sources.strava.client import default_retrying
 from hillsync.sources.strava.connect import (
     ConnectedAccount,
     Disconnected,
@@ -35,7 +34,6 @@ __all__ = [
     "StravaSource",
     "activity_from_summary",
     "connect_strava",
-    "default_retrying",
     "disconnect_strava",
     "map_sport",
     "track_from_streams",

@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from stravalib.client import Client
 
 from hillsync.errors import ConfigError
+from hillsync.retry import default_retrying
 from hillsync.sources.strava.budget import Budget, next_midnight, next_quarter
 
 log = structlog.get_logger(__name__)
@@ -122,14 +123,6 @@ def transient(error: BaseException) -> bool:
         status = fault_status(error)
         return status is not None and status >= 500
     return isinstance(error, requests.ConnectionError | requests.Timeout)
-
-
-def default_retrying() -> tenacity.Retrying:
-    """Four attempts with exponential backoff and jitter, at most about a minute in all."""
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(4) | tenacity.stop_after_delay(60),
-        wait=tenacity.wait_exponential_jitter(initial=1, max=20),
-    )
 
 
 def policy(retrying: tenacity.Retrying | None) -> tenacity.Retrying:

@@ -87,9 +87,8 @@ class StravaSource:
         reserve: int = 5,
         sports: Collection[str] = RUN_SPORTS,
         api_base: str = STRAVA_API_BASE,
-        stop: Callable[[], bool] = lambda: False,
         sleep: Callable[[float], None] = time.sleep,
-        lock_wait_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._name = name
         self._client_id = client_id
@@ -104,10 +103,10 @@ class StravaSource:
         self._budget = Budget(clock, reserve)
         self._client = make_client(session or new_session(), None, self._budget, api_base)
         self._tokens: Tokens | None = None
-        # Waiting for another process's refresh must not hold up a shutdown.
-        self._stop = stop
+        # Waiting for another process's refresh is short (the lock helper's timeout), so it
+        # never holds up a shutdown; the waiting goes through these, so tests never sleep.
         self._sleep = sleep
-        self._lock_wait_s = lock_wait_s
+        self._monotonic = monotonic
         self.requests_made = 0
 
     @property
@@ -147,7 +146,10 @@ class StravaSource:
             raise not_connected(self._command)
         try:
             with file_lock(
-                self._lock_path(), timeout_s=self._lock_wait_s, stop=self._stop, sleep=self._sleep
+                self._lock_path(),
+                what="the strava token file",
+                sleep=self._sleep,
+                monotonic=self._monotonic,
             ):
                 return self._refresh_holding_lock(now, margin, force=force)
         except LockBusy:
