@@ -68,7 +68,7 @@ class App:
 
         return open_database(self.database_url)
 
-    def worker(self, progress: Callable[[str, int], None] | None = None) -> Any:
+    def worker(self, progress: Callable[[str, int, int | None], None] | None = None) -> Any:
         from hillsync.worker import Worker
 
         return Worker(self.settings, self.db, environ=self.environ, progress=progress)
@@ -251,6 +251,20 @@ def print_classify_table(app: App, rows: Sequence[Mapping[str, Any]]) -> None:
             table.append(
                 [r["file"], r["sport"], r["label"], km(r["distance_m"]), "-", "-", r["warning"]]
             )
+        elif r["label"] == "unknown" or r["sport"] == "unknown":
+            # A label or sport that might surprise: say why instead of the split.
+            why = r["reason"] if r["label"] == "unknown" else "sport not stated nor inferable"
+            table.append(
+                [
+                    r["file"],
+                    r["sport"],
+                    r["label"],
+                    km(r["distance_m"]),
+                    metres(r["elevation_gain_m"]),
+                    metres(r["elevation_loss_m"]),
+                    why,
+                ]
+            )
         else:
             split = f"{km(r['uphill_m'])}/{km(r['downhill_m'])}/{km(r['flat_m'])}"
             table.append(
@@ -264,29 +278,41 @@ def print_classify_table(app: App, rows: Sequence[Mapping[str, Any]]) -> None:
                     split,
                 ]
             )
-    print_table(app, ["file", "sport", "label", "km", "gain m", "loss m", "up/down/flat km"], table)
+    print_table(
+        app, ["file", "sport", "label", "km", "gain m", "loss m", "up/down/flat km or why"], table
+    )
 
 
 @contextmanager
-def sync_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+def sync_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] | None]:
     """A rich progress display on a terminal; nothing otherwise."""
     if not enabled:
         yield None
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("{task.completed} items"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
     ) as progress:
         tasks: dict[str, Any] = {}
 
-        def advance(source: str, items: int) -> None:
+        def advance(source: str, items: int, total: int | None) -> None:
             if source not in tasks:
-                tasks[source] = progress.add_task(f"syncing {source}", total=None)
+                tasks[source] = progress.add_task(f"syncing {source}", total=total)
+            elif total is not None:
+                progress.update(tasks[source], total=total)
             progress.advance(tasks[source], items)
 
         yield advance
@@ -309,9 +335,14 @@ def print_cycle(app: App, result: Any) -> None:
         if o.skipped:
             app.print(f"{o.name}: skipped, {o.skipped}")
             continue
-        line = f"{o.name}: {o.new} new, {o.updated} updated"
+        line = (
+            f"{o.name}: {o.new} new, {o.updated} updated, {o.deleted} deleted, "
+            f"{o.rejected} rejected, {o.waiting} waiting"
+        )
         if o.rejected:
-            line += f", {o.rejected} rejected (see `hillsync status`)"
+            line += " (see `hillsync status` for the rejected)"
+        if o.waiting:
+            line += " (still being written: read at the next sync)"
         if o.state != "ok":
             line += f"; {o.state}: {o.error}"
         app.print(line)
@@ -351,6 +382,8 @@ def cmd_activities(app: App) -> int:
             "elevation_gain_m": rounded(r.elevation_gain_m),
             "elevation_loss_m": rounded(r.elevation_loss_m),
             "sources": [{"source": s, "source_id": i} for s, i in r.sources],
+            "elevation_source": r.elevation_source,
+            "reason": r.reason,
         }
         for r in runs
     ]
@@ -367,12 +400,14 @@ def cmd_activities(app: App) -> int:
             metres(r["elevation_gain_m"]),
             metres(r["elevation_loss_m"]),
             ",".join(s["source"] for s in r["sources"]),
+            # Where a label might surprise (unknown), say why.
+            (r["reason"] or "") if r["label"] == "unknown" else "",
         ]
         for r in rows
     ]
     print_table(
         app,
-        ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources"],
+        ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources", "why"],
         table,
     )
     app.print(f"{len(rows)} runs")
