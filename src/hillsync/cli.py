@@ -680,14 +680,35 @@ def connect_garmin(app: App, athlete: str) -> int:
         account = connect(
             token_dir,
             email=app.args.email,
-            password_prompt=lambda: getpass.getpass("Garmin Connect password: "),
-            mfa_prompt=lambda: input("Garmin MFA code: ").strip(),
+            password_prompt=lambda: terminal_prompt(
+                lambda: getpass.getpass("Garmin Connect password: "), "the password"
+            ),
+            mfa_prompt=lambda: terminal_prompt(
+                lambda: input("Garmin MFA code: ").strip(), "the MFA code"
+            ),
             environ=app.environ,
         )
     record_account(app, athlete, "garmin", account.remote_id, account.display_name, token_dir, None)
     who = account.display_name or account.remote_id or "account"
     app.print(f"connected Garmin {who} for {athlete}; run `hillsync sync` to fetch runs")
     return EXIT_OK
+
+
+def terminal_prompt(ask: Callable[[], str], what: str) -> str:
+    """`ask()` on a terminal; without one (cron, a pipe, ssh without -t) a usage error.
+
+    Raises UsageError saying how to connect without a prompt.
+    """
+    hint = (
+        f"no terminal to ask {what}: set HILLSYNC_GARMIN_PASSWORD (and run where the MFA "
+        "code can be typed), or import a token file made elsewhere with --tokens FILE"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(hint)
+    try:
+        return ask()
+    except EOFError:
+        raise UsageError(hint) from None
 
 
 def record_account(

@@ -294,9 +294,7 @@ class FolderSource:
                 members = activity_members(zf)
         except (zipfile.BadZipFile, OSError) as exc:
             # Recorded as rejected by the zip's own key, once.
-            return [
-                _Item(key, fingerprint, path, member=f"<{type(exc).__name__}>", young=young)
-            ]
+            return [_Item(key, fingerprint, path, member=f"<{type(exc).__name__}>", young=young)]
         out: list[_Item] = []
         for member in members:
             info = infos[member]
