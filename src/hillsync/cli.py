@@ -112,12 +112,40 @@ def cmd_classify(cli: Cli) -> int:
     from hillsync.app.classify import classify_files
 
     settings = cli.ctx.settings
-    files = classify_files(cli.args.files, settings.classify, untyped=settings.sync.untyped)
+    names = cli.args.files
+    with classify_progress(len(names) > 1 and sys.stderr.isatty()) as progress:
+        files = classify_files(
+            names, settings.classify, untyped=settings.sync.untyped, progress=progress
+        )
     if cli.args.json:
         cli.print_json([f.as_json() for f in files])
     else:
         print_classified(cli, files)
     return EXIT_PARTIAL if any(f.error for f in files) else EXIT_OK
+
+
+@contextmanager
+def classify_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """Files classified so far, on the terminal's stderr (stdout may be JSON for a pipe)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("classify", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def print_classified(cli: Cli, files: Sequence[ClassifiedFile]) -> None:
