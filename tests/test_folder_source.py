@@ -117,16 +117,28 @@ class TestScan:
         assert [a.source_id for b in batches for a in b.activities] == ["b.tcx"]
         assert batches[0].seen["b.tcx"] != seen["b.tcx"]
 
-    def test_settling_file_is_left_for_later(self, run_folder: Path) -> None:
-        """A file modified within the last two seconds is not read yet, nor marked seen."""
+    def test_new_complete_file_read_at_once(self, run_folder: Path) -> None:
+        """A file written a moment ago that parses completely is read at once (content, not age)."""
+        source = _source(run_folder, clock=lambda: datetime.now(UTC))
+        keys = {k for b in _fetch(source) for k in b.seen}
+        assert "b.tcx" in keys
+
+    def test_cut_new_file_waits(self, run_folder: Path) -> None:
+        """A cut file changed within the last minute waits (not seen); later it is salvaged."""
+        text = (run_folder / "b.tcx").read_bytes()
+        (run_folder / "b.tcx").write_bytes(text[: len(text) // 2])
         source = _source(run_folder, clock=lambda: datetime.now(UTC))
         with capture_logs() as events:
-            keys = {k for b in _fetch(source) for k in b.seen}
-        assert "b.tcx" not in keys
+            batches = _fetch(source)
+        assert "b.tcx" not in {k for b in batches for k in b.seen}
+        assert "b.tcx" in {k for b in batches for k in b.waiting}
         said = [e for e in events if e["event"].startswith("files still being written")]
         assert said
         assert said[0]["log_level"] == "info"
-        assert said[0]["files"] >= 1
+        later = _source(run_folder, clock=lambda: datetime.now(UTC) + timedelta(minutes=2))
+        salvaged = [a for b in _fetch(later) for a in b.activities if a.source_id == "b.tcx"]
+        assert salvaged
+        assert salvaged[0].warning is not None
 
     def test_missing_folder(self, tmp_path: Path) -> None:
         """A folder that does not exist makes the source unavailable, with its path."""

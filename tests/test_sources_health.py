@@ -147,7 +147,7 @@ class TestGarminOutageThroughTheWorker:
 
         env.connect_garmin()
         outage = Outage(rsps, garmin_history(3, days=5, newest=NOW - timedelta(hours=3)))
-        clock = Clock()
+        clock = Clock(NOW)
         waits: list[timedelta] = []
         while clock.now < NOW + timedelta(hours=2):
             (outcome,) = env.worker(clock).sync_cycle(only="garmin").outcomes

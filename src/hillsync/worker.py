@@ -68,6 +68,9 @@ class SourceOutcome:
     rejected: int = 0
     error: str | None = None
     skipped: str | None = None
+    deleted: int = 0
+    #: Files still being written, left for the next sync.
+    waiting: int = 0
 
     @property
     def partial(self) -> bool:
@@ -105,7 +108,7 @@ class Worker:
         environ: Mapping[str, str],
         clock: Clock = utc_now,
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
-        progress: Callable[[str, int], None] | None = None,
+        progress: Callable[[str, int, int | None], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
         garmin_clients: LoggedInClients | None = None,
     ) -> None:
@@ -205,10 +208,10 @@ class Worker:
                 newest_start=repo.newest_start(session, state_row),
             )
             state_id = state_row.id
-        new = updated = rejected = 0
+        new = updated = rejected = deleted = waiting = 0
         revoked = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
-        # database failure, a signal) leaves it in error with a backoff, never as ok.
+        # database failure) leaves it in error with a backoff, never as ok.
         status: str = "error"
         error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
@@ -221,8 +224,11 @@ class Worker:
                     updated + result.updated,
                     rejected + result.rejected,
                 )
+                deleted += result.deleted
+                waiting += len(batch.waiting)
                 if self.progress is not None:
-                    self.progress(spec.name, len(batch.seen) or len(batch.activities))
+                    done = len(batch.seen) + len(batch.waiting) or len(batch.activities)
+                    self.progress(spec.name, done, batch.total)
                 if self.stop():
                     # What is committed stays; the cursor resumes from here next time.
                     next_sync = self.clock()
@@ -237,6 +243,11 @@ class Worker:
             status, error, next_sync = "rate_limited", str(exc), exc.resume_at
         except HillsyncError as exc:  # the source's own errors, and the store's
             status, error = "error", str(exc)
+        except KeyboardInterrupt:
+            # Ctrl-C: what is committed stays, and the next sync resumes at once, without
+            # the backoff of a failure.
+            status, error, next_sync = "interrupted", "interrupted (Ctrl-C)", self.clock()
+            raise
         except Exception as exc:
             # The one fault boundary outside cli.py: a bug or an unmapped library error in
             # one source must not stop the other sources, the balance or the deliveries
@@ -268,12 +279,21 @@ class Worker:
                 # After the needs_auth message (committed above): the athlete revoked access,
                 # and Strava's API Agreement wants what came only from it deleted.
                 with self.db.session() as session:
-                    deleted = delete_source_data(
+                    removed = delete_source_data(
                         session, spec.athlete, spec.kind.value, keep_states=True
                     )
-                log.warning("access_revoked", source=spec.name, deleted=deleted.activities)
+                log.warning("access_revoked", source=spec.name, deleted=removed.activities)
         outcome = SourceOutcome(
-            spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
+            spec.name,
+            spec.kind,
+            spec.athlete,
+            status,
+            new,
+            updated,
+            rejected,
+            error,
+            deleted=deleted,
+            waiting=waiting,
         )
         level = log.info if status == "ok" else log.warning
         level(
@@ -579,7 +599,7 @@ class Daemon:
             clock=self.clock,
             retrying=self.retrying,
             stop=lambda: self.stopping,
-            progress=lambda _source, _items: self.systemd.watchdog(),
+            progress=lambda _source, _items, _total: self.systemd.watchdog(),
             garmin_clients=self._garmin_clients,
         )
         specs = worker.source_specs()

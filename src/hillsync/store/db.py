@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from hillsync.errors import StoreError
+from hillsync.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -94,6 +94,16 @@ def make_engine(url: str | URL) -> Engine:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
         raise StoreError(f"database URL is not supported: {_one_line(exc)}") from None
+    except ImportError as exc:
+        # The driver is an optional extra: say which one to install.
+        if backend == "postgresql":
+            raise ConfigError(
+                "database.url is PostgreSQL but its driver (psycopg) is not installed: "
+                "install hillsync[postgres] (pip install 'hillsync[postgres]')"
+            ) from None
+        raise ConfigError(
+            f"database.url needs a driver that is not installed ({exc.name or exc})"
+        ) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)

@@ -1,7 +1,7 @@
 """sync_state.stale_since: when a regularly delivering source was found silent.
 
 Revision ID: sync_state_stale_since
-Revises: 0001
+Revises: 0002_label_reason
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "sync_state_stale_since"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_label_reason"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
