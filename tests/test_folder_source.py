@@ -26,9 +26,15 @@ SMALL_FITS = (
 )
 
 
-def _later() -> datetime:
-    """A clock a minute ahead, so that freshly copied files have settled."""
-    return datetime.now(UTC) + timedelta(minutes=1)
+def _settled(folder: Path) -> Callable[[], datetime]:
+    """A clock a minute after the folder's newest file (every file has settled), read from
+    the files themselves rather than the wall clock."""
+
+    def now() -> datetime:
+        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
+        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=1)
+
+    return now
 
 
 def _fetch(source: FolderSource, seen: dict[str, str] | None = None) -> list[Batch]:
@@ -57,9 +63,9 @@ def run_folder(tmp_path: Path, data_dir: Path) -> Path:
 
 
 def _source(
-    folder: Path, *, batch_size: int = 50, clock: Callable[[], datetime] = _later
+    folder: Path, *, batch_size: int = 50, clock: Callable[[], datetime] | None = None
 ) -> FolderSource:
-    return FolderSource("folder", folder, batch_size=batch_size, clock=clock)
+    return FolderSource("folder", folder, batch_size=batch_size, clock=clock or _settled(folder))
 
 
 class TestScan:
@@ -119,7 +125,8 @@ class TestScan:
 
     def test_new_complete_file_read_at_once(self, run_folder: Path) -> None:
         """A file written a moment ago that parses completely is read at once (content, not age)."""
-        source = _source(run_folder, clock=lambda: datetime.now(UTC))
+        written = datetime.fromtimestamp((run_folder / "b.tcx").stat().st_mtime, UTC)
+        source = _source(run_folder, clock=lambda: written + timedelta(seconds=1))
         keys = {k for b in _fetch(source) for k in b.seen}
         assert "b.tcx" in keys
 
@@ -127,7 +134,8 @@ class TestScan:
         """A cut file changed within the last minute waits (not seen); later it is salvaged."""
         text = (run_folder / "b.tcx").read_bytes()
         (run_folder / "b.tcx").write_bytes(text[: len(text) // 2])
-        source = _source(run_folder, clock=lambda: datetime.now(UTC))
+        written = datetime.fromtimestamp((run_folder / "b.tcx").stat().st_mtime, UTC)
+        source = _source(run_folder, clock=lambda: written + timedelta(seconds=1))
         with capture_logs() as events:
             batches = _fetch(source)
         assert "b.tcx" not in {k for b in batches for k in b.seen}
