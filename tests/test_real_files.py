@@ -460,3 +460,18 @@ class TestFolderCompleteness:
         code, out = folder_cli("sync")
         assert code == 0
         assert folder_cli.sources() == ["a.fit", "b.fit"]
+
+
+class TestFitLegs:
+    """Which FIT sessions of a multisport file count as running legs."""
+
+    @pytest.mark.parametrize(
+        ("sport", "sub_sport", "running"),
+        [("running", "generic", True), ("running", "trail", True), ("generic", "generic", False),
+         ("transition", "generic", False), ("cycling", "road", False), (None, None, False)],
+    )  # fmt: skip
+    def test_running_leg(self, sport: str | None, sub_sport: str | None, running: bool) -> None:
+        """Only a session that states running is a leg; generic and transition never are."""
+        from hillsync.sources.fileformats import _Session
+
+        assert _Session({"sport": sport, "sub_sport": sub_sport}).is_running_leg is running
