@@ -291,6 +291,20 @@ class TestFitCrc:
 
     FIGURES = ("label", "distance_m", "elevation_gain_m", "elevation_loss_m", "uphill_m")
 
+    def test_crc_agrees_with_the_sdk_algorithm(self) -> None:
+        """hillsync's table CRC matches the SDK's nibble algorithm and every real file's CRC."""
+        from hillsync.sources.fileformats import fit_crc, fit_crcs_match
+        from realfiles import fit_crc as sdk_crc
+
+        for path in sorted(FIT.glob("*.fit")):
+            data = path.read_bytes()
+            assert fit_crc(data[:4096]) == sdk_crc(data[:4096])
+        good = (FIT / "activity-small-fenix2-run.fit").read_bytes()
+        assert fit_crcs_match(good)
+        flipped = bytearray(good)
+        flipped[5000] ^= 0x10
+        assert not fit_crcs_match(bytes(flipped))
+
     @pytest.mark.parametrize("name", ["2013-02-06-12-11-14.fit", "activity-small-fenix2-run.fit"])
     def test_bit_flips(self, name: str) -> None:
         """Each of 40 seeded single-bit flips in the data area: rejected, warned, or unchanged."""
@@ -446,3 +460,18 @@ class TestFolderCompleteness:
         code, out = folder_cli("sync")
         assert code == 0
         assert folder_cli.sources() == ["a.fit", "b.fit"]
+
+
+class TestFitLegs:
+    """Which FIT sessions of a multisport file count as running legs."""
+
+    @pytest.mark.parametrize(
+        ("sport", "sub_sport", "running"),
+        [("running", "generic", True), ("running", "trail", True), ("generic", "generic", False),
+         ("transition", "generic", False), ("cycling", "road", False), (None, None, False)],
+    )  # fmt: skip
+    def test_running_leg(self, sport: str | None, sub_sport: str | None, running: bool) -> None:
+        """Only a session that states running is a leg; generic and transition never are."""
+        from hillsync.sources.fileformats import _Session
+
+        assert _Session({"sport": sport, "sub_sport": sub_sport}).is_running_leg is running

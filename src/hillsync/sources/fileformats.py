@@ -636,11 +636,15 @@ def _collect_fit(data: bytes) -> _FitData:
     ts, lat, lon, dist, alt, speed = out.ts, out.lat, out.lon, out.dist, out.alt, out.speed
     cad = out.cad
     data, unfinished = _finish_header(data)
+    # A file whose header was never finished has no CRC to check. The CRCs are checked
+    # here rather than by fitdecode, whose per-byte loop costs more than the decoding.
+    if not unfinished and not fit_crcs_match(data):
+        out.damaged = "crc mismatch"
+        out.crc_failed = True
     reader = fitdecode.FitReader(
         io.BytesIO(data),
         processor=None,
-        # A file whose header was never finished has no CRC to check.
-        check_crc=fitdecode.CrcCheck.DISABLED if unfinished else fitdecode.CrcCheck.RAISE,
+        check_crc=fitdecode.CrcCheck.DISABLED,
         error_handling=fitdecode.ErrorHandling.IGNORE,
     )
     data_message = fitdecode.FitDataMessage
@@ -709,6 +713,54 @@ def _collect_fit(data: bytes) -> _FitData:
     if unfinished and out.damaged in (None, "truncated"):
         out.damaged = "unfinished header"
     return out
+
+
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+#: FIT's CRC-16 (polynomial 0x8005, reflected), one table entry per byte value.
+_CRC_TABLE = _crc_table()
+
+
+def fit_crc(data: bytes | memoryview, crc: int = 0) -> int:
+    """FIT's CRC-16 of `data`, continuing from `crc`. A block followed by its own CRC
+    (little-endian) gives 0."""
+    table = _CRC_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc
+
+
+def fit_crcs_match(data: bytes) -> bool:
+    """Whether every header CRC and file CRC of a (possibly chained) FIT file matches.
+
+    A CRC of 0 means none was written (the SDK allows it); a file cut before its CRC is
+    not judged here (the reader reports it truncated).
+    """
+    view = memoryview(data)
+    pos = 0
+    while pos + 12 <= len(data):
+        size = data[pos]
+        if size not in (12, 14) or data[pos + 8 : pos + 12] != b".FIT":
+            return True  # not a chained header: the reader reports the damage
+        if size == 14 and pos + 14 <= len(data):
+            stored = struct.unpack_from("<H", data, pos + 12)[0]
+            if stored and fit_crc(view[pos : pos + 12]) != stored:
+                return False
+        end = pos + size + struct.unpack_from("<I", data, pos + 4)[0]
+        if end + 2 > len(data):
+            return True
+        if struct.unpack_from("<H", data, end)[0] and fit_crc(view[pos : end + 2]) != 0:
+            return False
+        pos = end + 2
+    return True
 
 
 def _finish_header(data: bytes) -> tuple[bytes, bool]:
