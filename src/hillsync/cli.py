@@ -25,7 +25,7 @@ from hillsync.balance import terrain_lines
 from hillsync.config import DEFAULT_ATHLETE, load_settings
 from hillsync.errors import ConfigError, HillsyncError
 from hillsync.logs import configure_logging, redact
-from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, Terrain
+from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, SyncStatus, Terrain
 
 if TYPE_CHECKING:
     from datetime import date
@@ -193,7 +193,7 @@ def print_cycle(cli: Cli, result: CycleResult) -> None:
         line = f"{o.name}: {o.new} new, {o.updated} updated"
         if o.rejected:
             line += f", {o.rejected} rejected (see `hillsync status`)"
-        if o.state != "ok":
+        if o.state is not SyncStatus.OK:
             line += f"; {o.state}: {o.error}"
         cli.print(line)
     for report in result.reports.values():
@@ -406,7 +406,7 @@ def cmd_disconnect(cli: Cli) -> int:
 
 
 def cmd_run(cli: Cli) -> int:
-    from hillsync.worker import Daemon
+    from hillsync.daemon import Daemon
 
     args, environ = cli.args, cli.ctx.environ
     return Daemon(lambda: load_settings(args.config, environ), environ=environ).run()
