@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 import design
 from hillsync import alerts
-from hillsync.model import Goal, GoalProfile, RunForBalance, Terrain
+from hillsync.model import Goal, GoalProfile, RunForBalance, SyncStatus, Terrain
 from hillsync.store import outbox
 from hillsync.store.db import Database
 from hillsync.store.tables import Athlete, OutboxDelivery, OutboxMessage
@@ -180,7 +180,7 @@ class TestEvaluateAthlete:
 class TestNeedsAuth:
     """One reconnect message per needs_auth episode."""
 
-    def enqueue(self, s: Session, aid: int, previous: str | None) -> OutboxMessage | None:
+    def enqueue(self, s: Session, aid: int, previous: SyncStatus | None) -> OutboxMessage | None:
         return alerts.enqueue_needs_auth(
             s, aid, "me", "strava", "hillsync connect strava", KEYS, T0, previous_state=previous
         )
@@ -189,8 +189,8 @@ class TestNeedsAuth:
         """Entering needs_auth enqueues the message; polling while still needs_auth does not."""
         aid = add_athlete(db)
         with db.session() as s:
-            first = self.enqueue(s, aid, "ok")
-            again = self.enqueue(s, aid, "needs_auth")
+            first = self.enqueue(s, aid, SyncStatus.OK)
+            again = self.enqueue(s, aid, SyncStatus.NEEDS_AUTH)
         assert first is not None
         assert again is None
         assert kinds(db) == ["needs_auth"]
@@ -204,5 +204,5 @@ class TestNeedsAuth:
         aid = add_athlete(db)
         with db.session() as s:
             self.enqueue(s, aid, None)
-            self.enqueue(s, aid, "ok")
+            self.enqueue(s, aid, SyncStatus.OK)
         assert kinds(db) == ["needs_auth", "needs_auth"]

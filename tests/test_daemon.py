@@ -30,7 +30,7 @@ import pytest
 from conftest import Webhook
 from helpers import gpx_track
 from hillsync.cli import main
-from hillsync.worker import Daemon
+from hillsync.daemon import Daemon
 
 FIT = Path(__file__).parent / "data" / "fit"
 #: The first start imports SQLAlchemy, alembic and numpy: slow on a loaded CI machine.

@@ -143,7 +143,7 @@ class TestScan:
         said = [e for e in events if e["event"].startswith("files still being written")]
         assert said
         assert said[0]["log_level"] == "info"
-        later = _source(run_folder, clock=lambda: datetime.now(UTC) + timedelta(minutes=2))
+        later = _source(run_folder, clock=lambda: written + timedelta(minutes=2))
         salvaged = [a for b in _fetch(later) for a in b.activities if a.source_id == "b.tcx"]
         assert salvaged
         assert salvaged[0].warning is not None

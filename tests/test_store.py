@@ -9,7 +9,17 @@ import pytest
 from sqlalchemy import func, select
 
 from hillsync.errors import StoreError
-from hillsync.model import RUN_SPORTS, Activity, Batch, Classification, Profile, Rejected, Terrain
+from hillsync.model import (
+    RUN_SPORTS,
+    AccountState,
+    Activity,
+    Batch,
+    Classification,
+    Profile,
+    Rejected,
+    SyncStatus,
+    Terrain,
+)
 from hillsync.store import repo
 from hillsync.store.codec import decode_profile, encode_profile
 from hillsync.store.db import Database
@@ -243,10 +253,14 @@ class TestSyncState:
         sid = state_of(db)
         with db.session() as s:
             st = s.get_one(SyncState, sid)
-            repo.record_sync_result(s, st, status="error", now=NOW, next_sync=None, error="x")
-            repo.record_sync_result(s, st, status="error", now=NOW, next_sync=None, error="y")
+            repo.record_sync_result(
+                s, st, status=SyncStatus.ERROR, now=NOW, next_sync=None, error="x"
+            )
+            repo.record_sync_result(
+                s, st, status=SyncStatus.ERROR, now=NOW, next_sync=None, error="y"
+            )
             assert (st.failures, st.last_error, st.last_sync) == (2, "y", None)
-            repo.record_sync_result(s, st, status="ok", now=NOW, next_sync=NOW, error=None)
+            repo.record_sync_result(s, st, status=SyncStatus.OK, now=NOW, next_sync=NOW, error=None)
             assert (st.failures, st.last_error, st.last_sync) == (0, None, NOW)
 
     def test_due(self, db: Database) -> None:
@@ -281,7 +295,7 @@ class TestAccounts:
             acc = repo.upsert_account(s, me, "strava", "42", "Anna B", "/t/s.json", "read", NOW)
             assert acc.display_name == "Anna B"
         with db.session() as s:
-            assert repo.set_account_state(s, "me", "strava", "needs_auth", NOW) is True
+            assert repo.set_account_state(s, "me", "strava", AccountState.NEEDS_AUTH, NOW) is True
             got = repo.get_account(s, "me", "strava")
             assert got is not None
             assert got.state == "needs_auth"
@@ -367,7 +381,7 @@ class TestWorkerHelpers:
         with db.session() as s:
             st = repo.get_sync_state(s, sid)
             repo.record_sync_result(
-                s, st, status="needs_auth", now=NOW, next_sync=NOW, error="revoked"
+                s, st, status=SyncStatus.NEEDS_AUTH, now=NOW, next_sync=NOW, error="revoked"
             )
             me = repo.ensure_athlete(s, "me")
             repo.upsert_account(s, me, "strava", "42", "Anna", None, "activity:read_all", NOW)

@@ -464,3 +464,54 @@ class TestSourceTypo:
         with pytest.raises(UsageError, match="stravva"):
             worker.sync_cycle(only="stravva")
         assert called == []
+
+
+class TestOneCycle:
+    """`sync_cycle` is the one cycle: its hooks are what `run` and `demo` change."""
+
+    def folder_env(self, env: Env) -> None:
+        runs = env.tmp / "runs"
+        runs.mkdir()
+        shutil.copy2(HILLY_FIT, runs / HILLY_FIT.name)
+        # Written long before the test clock's now: complete, not still being written.
+        os.utime(runs / HILLY_FIT.name, (1_500_000_000, 1_500_000_000))
+        env.me = AthleteSettings(
+            DEFAULT_ATHLETE, folders=(FolderSettings(path=runs, name="runs", poll_minutes=5.0),)
+        )
+
+    def test_evaluate_hook_sees_what_was_stored(self, env: Env) -> None:
+        """`evaluate(stored)` gets the number stored; False leaves the balances alone."""
+        self.folder_env(env)
+        seen: list[int] = []
+
+        def never(stored: int) -> bool:
+            seen.append(stored)
+            return False
+
+        result = env.worker(Clock(NOW)).sync_cycle(evaluate=never, deliver=False)
+        assert seen == [1]
+        assert not result.evaluated
+        assert result.reports == {}
+        assert [s.name for s in result.specs] == ["runs"]
+        with env.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+    def test_stop_before_a_source(self, env: Env) -> None:
+        """A stop request ends the cycle before the next source; nothing is evaluated."""
+        self.folder_env(env)
+        worker = Worker(
+            env.settings(), env.db, environ=env.environ, clock=Clock(NOW), stop=lambda: True
+        )
+        result = worker.sync_cycle()
+        assert result.outcomes == []
+        assert not result.evaluated
+        assert env.runs() == []
+
+    def test_balance_at(self, env: Env) -> None:
+        """`balance_at()` is when the balance is evaluated (the demo's last sample run)."""
+        self.folder_env(env)
+        at = datetime(2013, 2, 7, tzinfo=UTC)
+        result = env.worker(Clock(NOW)).sync_cycle(balance_at=lambda: at, deliver=False)
+        report = result.reports[DEFAULT_ATHLETE]
+        assert report.window_end == at
+        assert report.runs == 1

@@ -28,7 +28,14 @@ from hillsync.balance import (
     report_as_json,
     warning_message,
 )
-from hillsync.model import BalanceReport, BalanceStatus, Goal, Message, RunForBalance
+from hillsync.model import (
+    BalanceReport,
+    BalanceStatus,
+    Goal,
+    Message,
+    RunForBalance,
+    SyncStatus,
+)
 from hillsync.staleness import Stale
 from hillsync.store import outbox
 from hillsync.store.tables import OutboxMessage
@@ -109,7 +116,7 @@ def enqueue_needs_auth(
     url_keys: Sequence[str],
     now: datetime,
     *,
-    previous_state: str | None = None,
+    previous_state: SyncStatus | None = None,
 ) -> OutboxMessage | None:
     """Enqueue "reconnect this account" once per episode.
 
@@ -118,7 +125,7 @@ def enqueue_needs_auth(
     sends one message. A caller that checked this itself passes nothing.
     Returns the message, or None when none was due. Nothing is committed.
     """
-    if previous_state == "needs_auth":
+    if previous_state == SyncStatus.NEEDS_AUTH:
         return None
     message = needs_auth_message(source, command, athlete)
     row = outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)

@@ -25,7 +25,7 @@ from hillsync.balance import terrain_lines
 from hillsync.config import DEFAULT_ATHLETE, load_settings
 from hillsync.errors import ConfigError, HillsyncError, UsageError
 from hillsync.logs import configure_logging, redact
-from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, Terrain
+from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, SyncStatus, Terrain
 
 if TYPE_CHECKING:
     from datetime import date
@@ -251,7 +251,7 @@ def print_cycle(cli: Cli, result: CycleResult) -> None:
             line += " (see `hillsync status` for the rejected)"
         if o.waiting:
             line += " (still being written: read at the next sync)"
-        if o.state != "ok":
+        if o.state is not SyncStatus.OK:
             line += f"; {o.state}: {o.error}"
         cli.print(line)
     for report in result.reports.values():
@@ -507,7 +507,7 @@ def cmd_disconnect(cli: Cli) -> int:
 
 
 def cmd_run(cli: Cli) -> int:
-    from hillsync.worker import Daemon
+    from hillsync.daemon import Daemon
 
     args, environ = cli.args, cli.ctx.environ
     return Daemon(lambda: load_settings(args.config, environ), environ=environ).run()

@@ -255,6 +255,13 @@ class SourceKind(enum.StrEnum):
 ACCOUNT_KINDS: tuple[SourceKind, ...] = (SourceKind.STRAVA, SourceKind.GARMIN)
 
 
+class AccountState(enum.StrEnum):
+    """Whether a connected account's tokens still work."""
+
+    CONNECTED = "connected"
+    NEEDS_AUTH = "needs_auth"
+
+
 class SyncStatus(enum.StrEnum):
     """How a source's last sync ended (the `state` of `status --json`)."""
 
@@ -276,6 +283,12 @@ class SyncStatus(enum.StrEnum):
             return cls(value)
         except ValueError:
             return cls.ERROR
+
+
+#: Sync states that make a sync partial (exit code 3) and show a source as failing.
+FAILED_STATES: frozenset[SyncStatus] = frozenset(
+    {SyncStatus.NEEDS_AUTH, SyncStatus.RATE_LIMITED, SyncStatus.ERROR}
+)
 
 
 def iso_utc(value: datetime | None) -> str | None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,16 +71,18 @@ class _UrlScrubber(logging.Filter):
         return True
 
 
-_scrubber = _UrlScrubber()
-
-
-def _install_scrubber(urls: Sequence[Secret]) -> None:
-    for url in urls:
-        _scrubber.add(url.reveal())
-    for name in _CHATTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if _scrubber not in logger.filters:
-            logger.addFilter(_scrubber)
+@contextmanager
+def _scrubbing(scrubber: _UrlScrubber) -> Iterator[None]:
+    """`scrubber` on the chatty loggers while a notifier talks to apprise, then removed:
+    no filter (and no URL fragment) outlives the notifier that needs it."""
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(scrubber)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(scrubber)
 
 
 #: How long a claimed delivery is reserved for the worker sending it.
@@ -132,7 +134,9 @@ class Notifier:
         self._clock = clock
         self._factory = apprise_factory or _default_factory
         self._backoff = backoff
-        _install_scrubber(self._urls)
+        self._scrubber = _UrlScrubber()
+        for url in self._urls:
+            self._scrubber.add(url.reveal())
 
     @property
     def url_keys(self) -> list[str]:
@@ -145,16 +149,21 @@ class Notifier:
         Raises ConfigError with one problem per unusable URL ("notify.urls[2]: apprise
         cannot use this URL"); the URL itself is never in the message.
         """
-        problems = [
-            f"{key_path}[{i}]: apprise cannot use this URL ({_scheme(u.reveal())}://…)"
-            for i, u in enumerate(self._urls)
-            if not self._factory().add(u.reveal())
-        ]
+        with _scrubbing(self._scrubber):
+            problems = [
+                f"{key_path}[{i}]: apprise cannot use this URL ({_scheme(u.reveal())}://…)"
+                for i, u in enumerate(self._urls)
+                if not self._factory().add(u.reveal())
+            ]
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems), problems)
 
     def _send(self, url: str, title: str, body: str) -> str | None:
         """Send to one URL; None on success, else a one-line reason without the URL."""
+        with _scrubbing(self._scrubber):
+            return self._send_scrubbed(url, title, body)
+
+    def _send_scrubbed(self, url: str, title: str, body: str) -> str | None:
         try:
             ap = self._factory()
             if not ap.add(url):

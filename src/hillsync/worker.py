@@ -1,20 +1,17 @@
-"""One sync cycle, and the long-running loop built from it.
+"""One sync cycle: the one used by `hillsync sync`, `hillsync run` and `hillsync demo`.
 
 The worker is the only place where sources, the store, the classifier, the balance and the
 notifier meet: a source yields batches, each batch is classified and committed with the
 source's cursor in one transaction, then every athlete's balance is evaluated once and the
-outbox is delivered.
+outbox is delivered. The daemon (daemon.py) adds scheduling, signals and the watchdog.
 """
 
 from __future__ import annotations
 
 import random
-import signal
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from time import monotonic
 from typing import TYPE_CHECKING
 
 import structlog
@@ -24,21 +21,27 @@ from sqlalchemy.orm import Session
 from hillsync import alerts
 from hillsync.backoff import exponential
 from hillsync.clock import Clock, utc_now
-from hillsync.config import DEFAULT_ATHLETE, NotifySettings, Settings
+from hillsync.config import NotifySettings, Settings
 from hillsync.errors import (
     AccessRevoked,
     AuthRequired,
-    ConfigError,
     HillsyncError,
     RateLimited,
-    StoreError,
     UsageError,
 )
-from hillsync.model import BalanceReport, BalanceStatus, Batch, Secret
+from hillsync.model import (
+    FAILED_STATES,
+    AccountState,
+    BalanceReport,
+    Batch,
+    Secret,
+    SourceKind,
+    SyncStatus,
+)
 from hillsync.notify import DeliveryResult, Notifier
 from hillsync.pipeline import store_batch
 from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
-from hillsync.retry import default_retrying, interruptible
+from hillsync.retry import default_retrying
 from hillsync.sources.base import SourceState, rate_budget
 from hillsync.staleness import staleness
 from hillsync.store import health, outbox, repo
@@ -60,9 +63,9 @@ class SourceOutcome:
     """What one source's sync did."""
 
     name: str
-    kind: str
+    kind: SourceKind
     athlete: str
-    state: str
+    state: SyncStatus
     new: int = 0
     updated: int = 0
     rejected: int = 0
@@ -75,7 +78,7 @@ class SourceOutcome:
     @property
     def partial(self) -> bool:
         """True when this source makes the whole sync partial (exit code 3)."""
-        return self.state in {"needs_auth", "rate_limited", "error"} or self.rejected > 0
+        return self.state in FAILED_STATES or self.rejected > 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class CycleResult:
     outcomes: Sequence[SourceOutcome]
     reports: Mapping[str, BalanceReport]
     delivery: DeliveryResult | None = None
+    #: The sources the cycle looked at (synced or skipped).
+    specs: Sequence[SourceSpec] = ()
+    #: Whether the balances were evaluated (`reports` holds them).
+    evaluated: bool = True
 
     @property
     def partial(self) -> bool:
@@ -111,11 +118,14 @@ class Worker:
         progress: Callable[[str, int, int | None], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
         garmin_clients: LoggedInClients | None = None,
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         #: Logged-in Garmin clients, kept across cycles by whoever runs them (the daemon).
         self.garmin_clients = garmin_clients
         self.settings = settings
         self.stop = stop
+        #: Called between the steps of a cycle (the daemon feeds systemd's watchdog).
+        self.heartbeat = heartbeat
         self.db = db
         self.environ = environ
         self.clock = clock
@@ -157,12 +167,17 @@ class Worker:
         since: date | None = None,
         full: bool = False,
         due_only: bool = False,
+        evaluate: Callable[[int], bool] | None = None,
+        balance_at: Callable[[], datetime] | None = None,
         deliver: bool = True,
     ) -> CycleResult:
         """Sync every source (or those `only` names), then evaluate balances and deliver.
 
         A source parked by a rate limit, or waiting for re-authentication, is skipped.
         With `due_only`, sources whose next sync is still ahead are skipped too.
+        `evaluate(stored)` decides from the number of activities stored whether the
+        balances are evaluated (default: always); `balance_at()` is the time they are
+        evaluated at (default: now). A stop request ends the cycle between sources.
         Source failures are recorded in the outcome, never raised. Raises UsageError when
         `only` names no configured source, and StoreError when the database fails.
         """
@@ -170,12 +185,23 @@ class Worker:
         if only is not None and not specs:
             # Before anything is evaluated or sent: a typo must not push notifications.
             raise UsageError(f"no source named {only!r} (see `hillsync status`)")
-        outcomes = [
-            self.sync_source(spec, since=since, full=full, due_only=due_only) for spec in specs
-        ]
-        reports = self.evaluate_balances()
-        delivery = self.deliver() if deliver else None
-        return CycleResult(outcomes, reports, delivery)
+        outcomes: list[SourceOutcome] = []
+        for spec in specs:
+            if self.stop():
+                break
+            self.heartbeat()
+            outcomes.append(self.sync_source(spec, since=since, full=full, due_only=due_only))
+        stored = sum(o.new + o.updated for o in outcomes if o.skipped is None)
+        reports: dict[str, BalanceReport] = {}
+        evaluated = not self.stop() and (evaluate is None or evaluate(stored))
+        if evaluated:
+            self.heartbeat()
+            reports = self.evaluate_balances(at=balance_at() if balance_at else None)
+        delivery = None
+        if deliver and not self.stop():
+            self.heartbeat()
+            delivery = self.deliver()
+        return CycleResult(outcomes, reports, delivery, specs=tuple(specs), evaluated=evaluated)
 
     def sync_source(
         self,
@@ -190,13 +216,14 @@ class Worker:
         with self.db.session() as session:
             athlete = repo.ensure_athlete(session, spec.athlete)
             state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
-            parked = parked_reason(state_row.state, state_row.next_sync, now, due_only=due_only)
+            previous = SyncStatus.parse(state_row.state)
+            parked = parked_reason(previous, state_row.next_sync, now, due_only=due_only)
             if parked is not None:
                 return SourceOutcome(
                     spec.name,
                     spec.kind,
                     spec.athlete,
-                    state_row.state,
+                    previous,
                     error=state_row.last_error,
                     skipped=parked,
                 )
@@ -212,7 +239,7 @@ class Worker:
         revoked = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
         # database failure) leaves it in error with a backoff, never as ok.
-        status: str = "error"
+        status = SyncStatus.ERROR
         error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
@@ -233,20 +260,24 @@ class Worker:
                     # What is committed stays; the cursor resumes from here next time.
                     next_sync = self.clock()
                     break
-            status, error = "ok", None
+            status, error = SyncStatus.OK, None
         except AccessRevoked as exc:
-            status, error, next_sync = "needs_auth", str(exc), None
+            status, error, next_sync = SyncStatus.NEEDS_AUTH, str(exc), None
             revoked = True
         except AuthRequired as exc:
-            status, error, next_sync = "needs_auth", str(exc), None
+            status, error, next_sync = SyncStatus.NEEDS_AUTH, str(exc), None
         except RateLimited as exc:
-            status, error, next_sync = "rate_limited", str(exc), exc.resume_at
+            status, error, next_sync = SyncStatus.RATE_LIMITED, str(exc), exc.resume_at
         except HillsyncError as exc:  # the source's own errors, and the store's
-            status, error = "error", str(exc)
+            status, error = SyncStatus.ERROR, str(exc)
         except KeyboardInterrupt:
             # Ctrl-C: what is committed stays, and the next sync resumes at once, without
             # the backoff of a failure.
-            status, error, next_sync = "interrupted", "interrupted (Ctrl-C)", self.clock()
+            status, error, next_sync = (
+                SyncStatus.INTERRUPTED,
+                "interrupted (Ctrl-C)",
+                self.clock(),
+            )
             raise
         except Exception as exc:
             # The one fault boundary outside cli.py: a bug or an unmapped library error in
@@ -258,7 +289,7 @@ class Worker:
         finally:
             with self.db.session() as session:
                 state_row = repo.get_sync_state(session, state_id)
-                if status == "error":
+                if status is SyncStatus.ERROR:
                     next_sync = self.clock() + backoff(spec.poll_minutes, state_row.failures + 1)
                 newly = state_row.state != status
                 repo.record_sync_result(
@@ -269,11 +300,13 @@ class Worker:
                     next_sync=next_sync,
                     error=error,
                 )
-                if status == "needs_auth" and newly:
+                if status is SyncStatus.NEEDS_AUTH and newly:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
-                if status == "needs_auth":
-                    repo.set_account_state(session, spec.athlete, spec.kind.value, "needs_auth")
-                if status == "ok":
+                if status is SyncStatus.NEEDS_AUTH:
+                    repo.set_account_state(
+                        session, spec.athlete, spec.kind.value, AccountState.NEEDS_AUTH
+                    )
+                if status is SyncStatus.OK:
                     self._check_stale(session, spec, state_row)
             if revoked:
                 # After the needs_auth message (committed above): the athlete revoked access,
@@ -295,7 +328,7 @@ class Worker:
             deleted=deleted,
             waiting=waiting,
         )
-        level = log.info if status == "ok" else log.warning
+        level = log.info if status is SyncStatus.OK else log.warning
         level(
             "synced",
             source=spec.name,
@@ -398,12 +431,12 @@ class Worker:
 
 
 def parked_reason(
-    state: str, next_sync: datetime | None, now: datetime, *, due_only: bool
+    state: SyncStatus, next_sync: datetime | None, now: datetime, *, due_only: bool
 ) -> str | None:
     """Why a source is not synced now, or None when it is."""
-    if state == "needs_auth":
+    if state is SyncStatus.NEEDS_AUTH:
         return "needs re-authentication"
-    if state == "rate_limited" and next_sync is not None and next_sync > now:
+    if state is SyncStatus.RATE_LIMITED and next_sync is not None and next_sync > now:
         return f"rate-limited until {next_sync:%H:%M} UTC"
     if due_only and next_sync is not None and next_sync > now:
         return "not due"
@@ -420,272 +453,3 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
     MAX_BACKOFF (or the poll interval, when that is longer)."""
     poll = timedelta(minutes=poll_minutes)
     return exponential(poll, failures, max(MAX_BACKOFF, poll))
-
-
-#: The longest wait before a failed cycle (the database unreachable) is tried again.
-RETRY_CYCLE_MAX = timedelta(seconds=1024)
-
-#: How often the balance is evaluated when nothing new arrived (the window moves,
-#: reminders fall due).
-BALANCE_EVERY = timedelta(days=1)
-
-
-class Daemon:
-    """`hillsync run`: each source at its own poll interval, until SIGTERM or SIGINT.
-
-    Sleeps until the next source, delivery or daily evaluation is due (interruptibly, no
-    busy polling), evaluates balances after a cycle that stored something and at least once
-    a day, and speaks systemd's notify protocol: READY=1 once the database is open and
-    migrated, WATCHDOG=1 at least every half watchdog period (also during a long sync or a
-    retry wait), STATUS= after every cycle, STOPPING=1 on the way out. SIGHUP reloads the
-    config; a bad one keeps the old. A failing source only backs itself off; a failing
-    cycle (the database is unreachable) is logged and retried, the process stays up.
-    """
-
-    def __init__(
-        self,
-        load_settings: Callable[[], Settings],
-        *,
-        environ: Mapping[str, str],
-        clock: Clock = utc_now,
-        max_sleep_s: float = 300.0,
-        min_sleep_s: float = 1.0,
-    ) -> None:
-        from hillsync.systemd import SystemdNotifier
-
-        self.load_settings = load_settings
-        self.environ = environ
-        self.clock = clock
-        self.max_sleep_s = max_sleep_s
-        # A floor on every sleep, so that a due time that stays in the past (a clock jump,
-        # another worker holding a lease) costs one cycle a second, never a hot loop.
-        self.min_sleep_s = min_sleep_s
-        self.systemd = SystemdNotifier(environ)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._reload = False
-        self._failures = 0
-        self._last_balance: datetime | None = None
-        self._reports: Mapping[str, BalanceReport] = {}
-        self._synced_today: tuple[date, int] = (date.min, 0)
-        self._failing: list[str] = []
-        self._garmin_clients: LoggedInClients | None = None
-
-    @property
-    def stopping(self) -> bool:
-        """True once SIGTERM or SIGINT (or `request_stop`) asked the daemon to exit."""
-        return self._stop.is_set()
-
-    # Signal handlers only set flags: the loop acts on them between transactions.
-    def request_stop(self, *_: object) -> None:
-        """Finish the current transaction, then exit."""
-        self._stop.set()
-        self._wake.set()
-
-    def request_reload(self, *_: object) -> None:
-        """Reload the config before the next cycle."""
-        self._reload = True
-        self._wake.set()
-
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop, SIGHUP reloads (only possible in the main thread)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
-
-    def run(self) -> int:
-        """Run until stopped; returns the exit code (0 on SIGTERM/SIGINT).
-
-        Raises ConfigError or StoreError when the service cannot start at all (a bad
-        config, a database that cannot be opened or migrated).
-        """
-        # Handlers first: a SIGTERM during start-up then still means a clean exit 0.
-        self.install_signal_handlers()
-        settings = self.load_settings()
-        db = self._open(settings)
-        try:
-            count = len(Worker(settings, db, environ=self.environ).source_specs())
-            self.systemd.ready(f"started with {count} sources")
-            log.info("started", sources=count, watchdog_s=self.systemd.watchdog_s)
-            while not self.stopping:
-                if self._reload:
-                    settings, db = self._reloaded(settings, db)
-                self.pause(self._guarded_cycle(settings, db))
-        finally:
-            self.systemd.stopping()
-            db.close()
-            log.info("stopped")
-        return 0
-
-    def _open(self, settings: Settings) -> Database:
-        from hillsync.store.db import open_database
-
-        return open_database(settings.database_url(self.environ))
-
-    def _guarded_cycle(self, settings: Settings, db: Database) -> float:
-        try:
-            wait_s = self.cycle(settings, db)
-        except HillsyncError as exc:
-            # Sources never raise out of a cycle, so this is the store (PostgreSQL
-            # restarting, SQLite locked): restarting the process would not help.
-            self._failures += 1
-            wait = exponential(timedelta(seconds=2), self._failures, RETRY_CYCLE_MAX)
-            wait_s = min(self.max_sleep_s, wait.total_seconds())
-            log.error("cycle failed", error=str(exc), retry_in_s=wait_s)
-            self.systemd.status(f"error: {exc}; retrying in {wait_s:.0f} s")
-            return wait_s
-        self._failures = 0
-        return wait_s
-
-    def _reloaded(self, settings: Settings, db: Database) -> tuple[Settings, Database]:
-        self._reload = False
-        self.systemd.reloading()
-        try:
-            new = self.load_settings()
-            if new.database != settings.database:
-                new_db = self._open(new)
-                db.close()
-                db = new_db
-        except (ConfigError, StoreError) as exc:
-            problems = getattr(exc, "problems", None) or (str(exc),)
-            log.error("config reload failed, keeping the old config", problems=list(problems))
-            self.systemd.send("READY=1", "STATUS=config reload failed, kept the old config")
-            return settings, db
-        # A new goal or new URLs: evaluate again at once rather than tomorrow.
-        self._last_balance = None
-        log.info("config reloaded")
-        self.systemd.send("READY=1", "STATUS=config reloaded")
-        return new, db
-
-    def retrying(self) -> tenacity.Retrying:
-        """The worker's retry policy, made interruptible: a stop request ends the retries
-        and cuts the wait short, and the watchdog is fed while waiting."""
-        return interruptible(
-            default_retrying, stopping=lambda: self.stopping, sleep=self._retry_sleep
-        )()
-
-    def _retry_sleep(self, seconds: float) -> None:
-        self._wait(seconds, self._stop)
-
-    def pause(self, seconds: float) -> None:
-        """Sleep `seconds` or until a signal, feeding the watchdog at least every half period."""
-        self._wait(seconds, self._wake)
-        self._wake.clear()
-
-    def _wait(self, seconds: float, event: threading.Event) -> None:
-        deadline = monotonic() + seconds
-        while True:
-            self.systemd.watchdog()
-            left = deadline - monotonic()
-            if left <= 0 or event.is_set():
-                return
-            if self.systemd.watchdog_s is not None:
-                # 0.4 rather than 0.5: a wake-up may come a little late on a busy machine.
-                left = min(left, self.systemd.watchdog_s * 0.4)
-            if event.wait(left):
-                return
-
-    def cycle(self, settings: Settings, db: Database) -> float:
-        """Sync what is due, evaluate, deliver; returns the seconds to sleep.
-
-        Raises StoreError when the database cannot be read or written.
-        """
-        worker = Worker(
-            settings,
-            db,
-            environ=self.environ,
-            clock=self.clock,
-            retrying=self.retrying,
-            stop=lambda: self.stopping,
-            progress=lambda _source, _items, _total: self.systemd.watchdog(),
-            garmin_clients=self._garmin_clients,
-        )
-        specs = worker.source_specs()
-        self._garmin_clients = worker.garmin_clients
-        stored = 0
-        for spec in specs:
-            if self.stopping:
-                break
-            self.systemd.watchdog()
-            outcome = worker.sync_source(spec, due_only=True)
-            if outcome.skipped is None:
-                stored += outcome.new + outcome.updated
-        now = self.clock()
-        self._count_synced(now, stored)
-        if not self.stopping and (
-            stored or self._last_balance is None or now - self._last_balance >= BALANCE_EVERY
-        ):
-            self.systemd.watchdog()
-            self._reports = worker.evaluate_balances()
-            self._last_balance = now
-        if not self.stopping:
-            self.systemd.watchdog()
-            worker.deliver()
-        next_sync, next_due = self.next_times(worker, db, specs)
-        self.systemd.status(self.status_line(self._reports, next_sync))
-        return self.sleep_seconds(next_due)
-
-    def _count_synced(self, now: datetime, stored: int) -> None:
-        day, count = self._synced_today
-        self._synced_today = (now.date(), (count if day == now.date() else 0) + stored)
-
-    def next_times(
-        self, worker: Worker, db: Database, specs: Sequence[SourceSpec]
-    ) -> tuple[datetime | None, datetime | None]:
-        """When the next source sync is due, and when anything is (sync, delivery, balance).
-
-        Only this config's sources count: a source removed from the config (or another
-        worker's) keeps its row, and its past due time must not wake the loop.
-        Raises StoreError when the database cannot be read.
-        """
-        names = {s.name for s in specs}
-        with db.session() as session:
-            states = [s for s in repo.all_sync_states(session) if s.name in names]
-            syncs = [
-                s.next_sync for s in states if s.next_sync is not None and s.state != "needs_auth"
-            ]
-            self._failing = sorted(s.name for s in states if s.state in {"error", "needs_auth"})
-            delivery = outbox.next_attempt_at(
-                session, [outbox.url_key(u.reveal()) for u in worker.all_urls()]
-            )
-        if names - {s.name for s in states}:
-            syncs.append(self.clock())
-        next_sync = min(syncs, default=None)
-        times = list(syncs)
-        if delivery is not None:
-            times.append(delivery)
-        if self._last_balance is not None:
-            times.append(self._last_balance + BALANCE_EVERY)
-        return next_sync, min(times, default=None)
-
-    def sleep_seconds(self, next_due: datetime | None) -> float:
-        """Until the next due time, between `min_sleep_s` and `max_sleep_s`."""
-        if next_due is None:
-            return self.max_sleep_s
-        wait = (next_due - self.clock()).total_seconds()
-        return max(self.min_sleep_s, min(self.max_sleep_s, wait))
-
-    def status_line(self, reports: Mapping[str, BalanceReport], next_sync: datetime | None) -> str:
-        """One line for `systemctl status`, e.g.
-
-        "14 activities synced today; hill share 18% (goal 10-25%); next sync 18:45".
-        The time is the machine's local time, as the runner reading it expects.
-        """
-        parts = [f"{self._synced_today[1]} activities synced today"]
-        report = reports.get(DEFAULT_ATHLETE)
-        if report is None and len(reports) == 1:
-            report = next(iter(reports.values()))
-        if report is not None:
-            goal = report.goal
-            band = f"goal {goal.hill_share_min * 100:.0f}-{goal.hill_share_max * 100:.0f}%"
-            if report.status is BalanceStatus.INSUFFICIENT_DATA or report.hill_share is None:
-                parts.append(f"hill share: not enough runs yet ({band})")
-            else:
-                parts.append(f"hill share {report.hill_share:.0%} ({band})")
-        if self._failing:
-            parts.append("failing: " + ", ".join(self._failing))
-        if next_sync is not None:
-            parts.append(f"next sync {next_sync.astimezone():%H:%M}")
-        return "; ".join(parts)

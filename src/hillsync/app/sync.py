@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,12 +92,11 @@ def demo(environ: dict[str, str] | None = None) -> DemoResult:
         ctx = AppContext(settings, {**(environ or {}), "XDG_STATE_HOME": tmp})
         try:
             worker = Worker(settings, ctx.db, environ=ctx.environ, clock=ctx.clock)
-            outcomes = tuple(worker.sync_source(spec) for spec in worker.source_specs())
+            # The same cycle as `sync`, with the balance as of just after the last sample run
+            # (so the demo tells the same story any day) and the console as the notifier.
+            result = worker.sync_cycle(balance_at=lambda: _after_last_run(ctx), deliver=False)
             with ctx.db.session(readonly=True) as session:
                 runs = tuple(repo.list_runs(session))
-            # As of just after the last sample run, so the demo tells the same story any day.
-            last = max((r.start_time for r in runs), default=ctx.clock())
-            reports = tuple(worker.evaluate_balances(at=last + timedelta(minutes=1)).values())
             with ctx.db.session() as session:
                 messages = tuple(
                     Message(m.kind, m.title, m.body) for m in outbox.all_messages(session)
@@ -105,4 +104,14 @@ def demo(environ: dict[str, str] | None = None) -> DemoResult:
                 outbox.mark_all_done(session, ctx.clock())
         finally:
             ctx.close()
-        return DemoResult(Path(data), outcomes, runs, reports, messages)
+        return DemoResult(
+            Path(data), tuple(result.outcomes), runs, tuple(result.reports.values()), messages
+        )
+
+
+def _after_last_run(ctx: AppContext) -> datetime:
+    from hillsync.store import repo
+
+    with ctx.db.session(readonly=True) as session:
+        last = max((r.start_time for r in repo.list_runs(session)), default=ctx.clock())
+    return last + timedelta(minutes=1)

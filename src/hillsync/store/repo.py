@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, defer
 
 from hillsync.errors import StoreError
 from hillsync.model import (
+    AccountState,
     Activity,
     Batch,
     Classification,
@@ -138,8 +139,8 @@ def ensure_sync_state(session: Session, athlete: Athlete, name: str, kind: str) 
     try:
         with session.begin_nested():
             state = SyncState(
-                athlete_id=athlete.id, name=name, kind=kind, state="never_synced", cursor={},
-                failures=0,
+                athlete_id=athlete.id, name=name, kind=kind,
+                state=SyncStatus.NEVER_SYNCED.value, cursor={}, failures=0,
             )  # fmt: skip
             session.add(state)
     except IntegrityError:
@@ -160,7 +161,7 @@ def due_sync_states(session: Session, now: datetime) -> list[SyncState]:
         .where(
             or_(SyncState.next_sync.is_(None), SyncState.next_sync <= now),
             or_(SyncState.lease_until.is_(None), SyncState.lease_until <= now),
-            SyncState.state != "needs_auth",
+            SyncState.state != SyncStatus.NEEDS_AUTH.value,
         )
         .order_by(SyncState.next_sync.is_not(None), SyncState.next_sync, SyncState.name)
     )
@@ -171,7 +172,7 @@ def record_sync_result(
     session: Session,
     state: SyncState,
     *,
-    status: str,
+    status: SyncStatus,
     now: datetime,
     next_sync: datetime | None,
     error: str | None,
@@ -181,13 +182,13 @@ def record_sync_result(
 
     `last_sync` is the last successful sync; `error` must be a one-line, secret-free text.
     """
-    state.state = status
+    state.state = status.value
     state.next_sync = next_sync
     state.last_error = error
-    if status == "ok":
+    if status is SyncStatus.OK:
         state.last_sync = now
         state.failures = 0
-    elif status != "interrupted":
+    elif status is not SyncStatus.INTERRUPTED:
         state.failures = (state.failures or 0) + 1
     session.flush()
 
@@ -208,8 +209,10 @@ def clear_needs_auth(session: Session, name: str) -> None:
     state = session.scalar(select(SyncState).where(SyncState.name == name))
     if state is None:
         return
-    if state.state == "needs_auth":
-        state.state = "ok" if state.last_sync is not None else "never_synced"
+    if state.state == SyncStatus.NEEDS_AUTH:
+        state.state = (
+            SyncStatus.OK if state.last_sync is not None else SyncStatus.NEVER_SYNCED
+        ).value
     state.next_sync = None
     state.last_error = None
     state.failures = 0
@@ -712,7 +715,7 @@ def upsert_account(
     account.display_name = display_name
     account.token_path = token_path
     account.scope = scope
-    account.state = "connected"
+    account.state = AccountState.CONNECTED.value
     account.updated_at = now
     session.flush()
     return account
@@ -729,14 +732,18 @@ def delete_account(session: Session, athlete_name: str, kind: str) -> bool:
 
 
 def set_account_state(
-    session: Session, athlete_name: str, kind: str, state: str, now: datetime | None = None
+    session: Session,
+    athlete_name: str,
+    kind: str,
+    state: AccountState,
+    now: datetime | None = None,
 ) -> bool:
     """Set an account's state (`connected`, `needs_auth`); False when there is no account."""
     account = get_account(session, athlete_name, kind)
     if account is None:
         return False
-    if account.state != state:
-        account.state = state
+    if account.state != state.value:
+        account.state = state.value
         account.updated_at = now or _utc_now()
     return True
 

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from hillsync.model import SyncStatus
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A datetime stored as UTC and always read back timezone-aware.
@@ -120,7 +122,7 @@ class SyncState(Base):
     athlete_id: Mapped[int] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(20), default="never_synced")
+    state: Mapped[str] = mapped_column(String(20), default=SyncStatus.NEVER_SYNCED.value)
     cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_sync: Mapped[datetime | None]
     next_sync: Mapped[datetime | None]
