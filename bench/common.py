@@ -242,6 +242,8 @@ def hillsync_env(home: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(home / "config"),
         "PATH": os.environ.get("PATH", ""),
         "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        # Measuring another checkout (a before/after comparison) goes through PYTHONPATH.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
     }
 
 
