@@ -34,7 +34,7 @@ from garminconnect import (
 
 from hillsync.errors import AuthRequired, BadActivity, RateLimited, SourceUnavailable, UsageError
 from hillsync.model import OTHER_SPORTS, RUN_SPORTS, Activity, Batch
-from hillsync.sources import garmin as gsrc
+from hillsync.paths import write_private_file
 from hillsync.sources.base import SourceState
 from hillsync.sources.garmin import (
     GARMIN_SPORTS,
@@ -176,7 +176,7 @@ def no_wait() -> tenacity.Retrying:
 def token_dir(tmp_path: Path) -> Path:
     """A connected account's token folder (0700) holding a live token file (0600)."""
     folder = tmp_path / "state" / "garmin"
-    gsrc.write_private_file(folder / "garmin_tokens.json", token_json().encode())
+    write_private_file(folder / "garmin_tokens.json", token_json().encode())
     return folder
 
 
@@ -815,7 +815,7 @@ class TestTokens:
     ) -> None:
         """An expired access token is refreshed at login and the rotated file stays 0600."""
         folder = tmp_path / "g"
-        gsrc.write_private_file(folder / "garmin_tokens.json", token_json(EXPIRED_TOKEN).encode())
+        write_private_file(folder / "garmin_tokens.json", token_json(EXPIRED_TOKEN).encode())
         rsps.add(
             responses.POST,
             TOKEN_URL,
@@ -837,7 +837,7 @@ class TestTokens:
         add_profile(rsps)
         FakeGarminServer(rsps, history(3, days=5))
         drain(make_source(token_dir).fetch(first_state()))
-        gsrc.write_private_file(token_dir / "garmin_tokens.json", token_json().encode())
+        write_private_file(token_dir / "garmin_tokens.json", token_json().encode())
         rsps.calls.reset()
         drain(make_source(token_dir).fetch(first_state()))
         assert rsps.calls[0].request.url == SOCIAL_URL
@@ -918,7 +918,7 @@ class TestSecrets:
     ) -> None:
         """A refresh, a sync and a refused call log no token, at any level."""
         folder = tmp_path / "g"
-        gsrc.write_private_file(folder / "garmin_tokens.json", token_json(EXPIRED_TOKEN).encode())
+        write_private_file(folder / "garmin_tokens.json", token_json(EXPIRED_TOKEN).encode())
         rsps.add(
             responses.POST,
             TOKEN_URL,

@@ -34,7 +34,7 @@ from hillsync.config import (
     StravaSettings,
 )
 from hillsync.model import Secret
-from hillsync.sources import garmin as gsrc
+from hillsync.paths import write_private_file
 from hillsync.sources.fileformats import read_activity
 from hillsync.store import repo
 from hillsync.store.db import Database
@@ -111,7 +111,7 @@ class Env:
 
     def connect_garmin(self) -> Path:
         folder = paths.token_dir(self.environ, DEFAULT_ATHLETE, "garmin")
-        gsrc.write_private_file(folder / "garmin_tokens.json", token_json().encode())
+        write_private_file(folder / "garmin_tokens.json", token_json().encode())
         self._account("garmin", "987654", folder)
         return folder
 

@@ -30,6 +30,7 @@ from hillsync.model import (
     Message,
     RunForBalance,
     Terrain,
+    TerrainVolume,
 )
 
 #: Fewer known-label runs than this in the window gives insufficient_data.
@@ -169,10 +170,12 @@ def evaluate(
     count = 0
     known_runs = 0
     vertical = 0.0
+    in_window: list[RunForBalance] = []
     for run in runs:
         _check_aware(run.start_time)
         if not start < run.start_time <= at:
             continue
+        in_window.append(run)
         count += 1
         by_label[run.label] += run.distance_m
         if run.label is not Terrain.UNKNOWN:
@@ -212,7 +215,49 @@ def evaluate(
         goal=goal,
         status=status,
         advice=advice,
+        terrain=terrain_volume(in_window),
     )
+
+
+def terrain_volume(runs: Sequence[RunForBalance]) -> TerrainVolume:
+    """The terrain volume of these runs (all of them: the caller picks the window).
+
+    Segment metres add up each run's 100 m segment split (runs without a profile have none);
+    gain and loss add up the runs' totals; km-effort is ITRA's: km + D+ / 100, over every
+    run's distance. Raises nothing.
+    """
+    up = down = flat = gain = loss = dist = 0.0
+    for run in runs:
+        up += run.uphill_m
+        down += run.downhill_m
+        flat += run.flat_m
+        gain += run.elevation_gain_m or 0.0
+        loss += run.elevation_loss_m or 0.0
+        dist += run.distance_m
+    return TerrainVolume(
+        uphill_m=up,
+        downhill_m=down,
+        flat_m=flat,
+        gain_m=gain,
+        loss_m=loss,
+        km_effort=km_effort(dist, gain),
+    )
+
+
+def terrain_lines(report: BalanceReport) -> list[str]:
+    """The terrain volume for the human `balance` output, one figure per line."""
+    t = report.terrain
+    return [
+        f"  terrain        {t.uphill_m / 1000:.1f} km uphill, {t.downhill_m / 1000:.1f} km "
+        f"downhill, {t.flat_m / 1000:.1f} km flat (100 m segments)",
+        f"  vertical       {t.gain_m:.0f} m up, {t.loss_m:.0f} m down; "
+        f"km-effort {t.km_effort:.1f} (ITRA: km + D+/100)",
+    ]
+
+
+def km_effort(distance_m: float, gain_m: float) -> float:
+    """ITRA's kilometre-effort: distance in km plus elevation gain in metres divided by 100."""
+    return distance_m / 1000.0 + gain_m / 100.0
 
 
 def _figures(report: BalanceReport) -> str:
@@ -313,4 +358,19 @@ def report_as_json(report: BalanceReport) -> dict[str, Any]:
         },
         "status": report.status.value,
         "advice": report.advice,
+        **added_json(report),
+    }
+
+
+def added_json(report: BalanceReport) -> dict[str, Any]:
+    """The keys added to `balance --json` since the first release (DESIGN.md section 2)."""
+    t = report.terrain
+    return {
+        "terrain_m": {
+            "uphill": round(t.uphill_m, 1),
+            "downhill": round(t.downhill_m, 1),
+            "flat": round(t.flat_m, 1),
+        },
+        "loss_m": round(t.loss_m, 1),
+        "km_effort": round(t.km_effort, 1),
     }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hillsync import __version__, paths
+from hillsync.balance import added_json, terrain_lines
 from hillsync.config import (
     DEFAULT_ATHLETE,
     AthleteSettings,
@@ -391,6 +392,7 @@ def balance_json(report: BalanceReport) -> dict[str, Any]:
         },
         "status": str(report.status),
         "advice": report.advice,
+        **added_json(report),
     }
 
 
@@ -456,6 +458,8 @@ def print_balance(app: App, report: BalanceReport) -> None:
         app.print(
             f"  downhill share {report.downhill_share:.0%} (max {goal.downhill_share_max:.0%})"
         )
+    for line in terrain_lines(report):
+        app.print(line)
     app.print(f"status: {report.status}")
     app.print(report.advice)
 

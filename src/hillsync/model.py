@@ -272,13 +272,56 @@ class BalanceStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class HillRepeats:
+    """A hill-repeat session found in one run: how many efforts, their typical length and grade.
+
+    `length_m` and `grade_pct` are the medians over the efforts.
+    """
+
+    count: int
+    length_m: float
+    grade_pct: float
+
+
+@dataclass(frozen=True)
 class RunForBalance:
-    """One deduplicated run as the balance sees it."""
+    """One deduplicated run as the balance sees it.
+
+    `uphill_m`, `downhill_m` and `flat_m` are its 100 m segment split (all 0 when the run had
+    no profile); `hill_repeats` the hill-repeat session found in it, if any.
+    """
 
     start_time: datetime
     distance_m: float
     label: Terrain
     elevation_gain_m: float | None = None
+    elevation_loss_m: float | None = None
+    uphill_m: float = 0.0
+    downhill_m: float = 0.0
+    flat_m: float = 0.0
+    hill_repeats: HillRepeats | None = None
+    elevation_source: str | None = None
+
+
+@dataclass(frozen=True)
+class TerrainVolume:
+    """Terrain volume of a window: metres on 100 m segments, vertical, ITRA km-effort."""
+
+    uphill_m: float = 0.0
+    downhill_m: float = 0.0
+    flat_m: float = 0.0
+    gain_m: float = 0.0
+    loss_m: float = 0.0
+    #: ITRA kilometre-effort: distance in km + elevation gain in metres / 100.
+    km_effort: float = 0.0
+
+
+@dataclass(frozen=True)
+class HillSessions:
+    """The hill-repeat sessions of a window: how many, and the start of the last one."""
+
+    count: int = 0
+    last: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +340,8 @@ class BalanceReport:
     goal: Goal
     status: BalanceStatus
     advice: str
+    terrain: TerrainVolume = field(default_factory=TerrainVolume)
+    hill_sessions: HillSessions = field(default_factory=HillSessions)
 
 
 @dataclass(frozen=True)

@@ -493,6 +493,10 @@ def runs_for_balance(
             distance_m=run.distance_m,
             label=Terrain(run.label),
             elevation_gain_m=run.elevation_gain_m,
+            elevation_loss_m=run.elevation_loss_m,
+            uphill_m=run.uphill_m or 0.0,
+            downhill_m=run.downhill_m or 0.0,
+            flat_m=run.flat_m or 0.0,
         )
         for run in session.scalars(stmt)
     ]

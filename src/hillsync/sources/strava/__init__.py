@@ -1,0 +1,34 @@
+"""The Strava source, by concern: `connect` (OAuth and disconnect), `tokens` (the token
+file and its rotation), `mapping` (payloads to activities), `client` and `budget` (stravalib
+with timeouts, retries and a rate budget that parks instead of sleeping), `source` (polling).
+
+Built on stravalib's client (HTTP through `requests`), with three things done here rather
+than inside stravalib: tokens are refreshed by hillsync (stravalib only does it from
+environment variables), the rate budget is read from the response headers and turned into
+`RateLimited` (stravalib's own limiter sleeps, which would block shutdown), and retries of
+server errors are a tenacity policy passed in (so tests never sleep).
+"""
+
+from hillsync.sources.strava.client import default_retrying
+from hillsync.sources.strava.connect import ConnectedAccount, connect_strava, disconnect_strava
+from hillsync.sources.strava.mapping import (
+    KIND,
+    STRAVA_SPORTS,
+    activity_from_summary,
+    map_sport,
+    track_from_streams,
+)
+from hillsync.sources.strava.source import StravaSource
+
+__all__ = [
+    "KIND",
+    "STRAVA_SPORTS",
+    "ConnectedAccount",
+    "StravaSource",
+    "activity_from_summary",
+    "connect_strava",
+    "default_retrying",
+    "disconnect_strava",
+    "map_sport",
+    "track_from_streams",
+]
