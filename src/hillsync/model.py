@@ -6,23 +6,19 @@ Nothing here does I/O or imports the rest of hillsync. Every datetime is timezon
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
+    # numpy (about 20 MB and 0.1 s) is imported only where arrays are made: `--help`,
+    # `status`, `balance` and an idle daemon never need it (a `type` alias is lazy).
     import numpy as np
     import numpy.typing as npt
 
-    FloatArray: TypeAlias = npt.NDArray[np.float64]
-else:
-    # numpy (about 20 MB and 0.1 s) is imported only where arrays are made: `--help`,
-    # `status`, `balance` and an idle daemon never need it. Annotations are strings here.
-    FloatArray = Any
+type FloatArray = npt.NDArray[np.float64]
 
 #: hillsync's own sport names. Sources map their vocabulary onto these.
 RUN_SPORTS: tuple[str, ...] = ("run", "trail_run", "track_run", "treadmill", "virtual_run")
