@@ -104,6 +104,8 @@ class Profile:
 
     def covered_m(self) -> float:
         """Metres of the profile between two samples that both have an altitude."""
+        import numpy as np
+
         z = self.altitude_m
         if z.shape[0] < 2:
             return 0.0
