@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import responses
 import tenacity
-from bench.common import Row
 
+from bench.common import Row
 from hillsync.model import Activity, ClassifyParams, Secret
+from hillsync.pipeline import needs_profile_check
 from hillsync.sources.base import SourceState
 from hillsync.sources.strava import StravaSource
-from hillsync.worker import needs_profile_check
 
 API = "https://www.strava.com/api/v3"
 STREAMS_RE = re.compile(rf"{re.escape(API)}/activities/(\d+)/streams.*")
