@@ -54,6 +54,15 @@ class TestLeanStart:
         assert not found & {"numpy", "sqlalchemy.orm", "matplotlib", "lxml", "fitdecode"}, found
         assert not found & {"apprise", "rich", "pygments", "stravalib", "garminconnect"}, found
 
+    def test_status_and_balance_skip_numpy_and_the_readers(self, tmp_path: Path) -> None:
+        """`status` and `balance` load the store, never numpy, a reader or a client."""
+        config = tmp_path / "config.toml"
+        config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n')
+        imported(tmp_path, "--config", str(config), "db", "upgrade")  # as after `init`
+        for command in (["status"], ["status", "--json"], ["balance"], ["balance", "--json"]):
+            found = set(imported(tmp_path, "--config", str(config), *command))
+            assert found <= {"sqlalchemy.orm", "pydantic"}, (command, found)
+
 
 class TestModelImportsNumpyLazily:
     """hillsync.model imports numpy inside the functions that use it, never at the top."""
