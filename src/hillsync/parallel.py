@@ -11,6 +11,10 @@ of files.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -53,19 +57,43 @@ def ordered_map[A, R](
             future.cancel()
 
 
+#: How often a pool worker checks that the process that started it is still alive.
+PARENT_CHECK_S = 0.5
+
+
+def _worker_init(parent: int) -> None:
+    """In each pool worker: leave Ctrl-C to the parent, and die with it.
+
+    A worker's pipes to the parent are shared with its siblings, so a parent killed with
+    SIGKILL would never show them an end of file: without this they would wait forever.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 @contextmanager
 def pool_mapper(workers: int, *, window_per_worker: int = 4) -> Iterator[Mapper]:
     """A Mapper backed by `workers` processes (the builtin map for one worker).
 
     The pool is forked (the parent's imports are reused, nothing is pickled but the
     items and the results) and shut down on exit, unfinished work cancelled. A killed
-    parent leaves no worker behind: each exits when its pipe to the parent closes.
+    parent leaves no worker behind: each exits within PARENT_CHECK_S of its death.
     """
     if workers <= 1:
         yield serial_map
         return
     executor = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork")
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     try:
 
