@@ -1,133 +1,181 @@
-"""Benchmark: importing a folder of FIT files against fitdecode merely reading the same files.
+"""Benchmark: a first import of a folder, end to end, against plain scripts doing the same.
 
-Not a test. Run it as `.venv/bin/python bench/bench_folder_import.py [--copies N]`. It fills
-a temporary folder with N copies of every real FIT file in tests/data/fit, then times, in the
-same process and on the same files:
+Not a test. Run it as `.venv/bin/python -m bench.bench_folder_import [--gpx N] [--fit-copies N]`.
 
-- fitdecode: `FitReader(path)` with its defaults, iterating every frame and doing nothing;
-- fitdecode with its processor and CRC check switched off, as hillsync reads (the floor of
-  any import built on fitdecode), shown for honesty about where the speed comes from;
-- hillsync: `FolderSource.fetch()` over the folder: walking, fingerprinting, reading, and
-  building every `Activity` (track arrays, session totals, multisport legs).
-
-It prints both times and the ratio hillsync / fitdecode (the target is 1.3 or less), then
-the time of a rescan of a folder of 10,000 known files (stat only, nothing read).
+- GPX: `hillsync sync` (the whole process: walk, read, classify, store in SQLite) on a folder
+  of generated runs, against a plain lxml + numpy + sqlite3 script that parses the same files
+  (XPath for the points), computes distance, a 10 m profile and gain/loss, and stores one
+  row with the profile per file (the floor of any import built on those libraries).
+- FIT: `hillsync sync` on copies of the real FIT runs in tests/data/fit, against fitdecode
+  reading every frame of the same files with its defaults (CRCs checked, the data processor
+  on), which stores nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sqlite3
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fitdecode
+import numpy as np
+from bench.common import (
+    FIT_DIR,
+    FIT_RUNS,
+    GPX_NS,
+    Row,
+    check,
+    folder_config,
+    hillsync_argv,
+    hillsync_env,
+    make_gpx_folder,
+    markdown,
+    run_measured,
+)
+from lxml import etree
 
-from hillsync.sources.base import SourceState
-from hillsync.sources.files import FolderSource
-
-FIT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "fit"
-SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+EARTH_M = 6_371_008.8
 
 
-def _settled() -> datetime:
-    return datetime.now(UTC) + timedelta(minutes=1)
+def _profile(lat: np.ndarray, lon: np.ndarray, alt: np.ndarray) -> tuple[float, np.ndarray]:
+    la, lo = np.radians(lat), np.radians(lon)
+    a = (
+        np.sin(np.diff(la) / 2) ** 2
+        + np.cos(la[:-1]) * np.cos(la[1:]) * np.sin(np.diff(lo) / 2) ** 2
+    )
+    d = np.concatenate(([0.0], np.cumsum(2 * EARTH_M * np.arcsin(np.sqrt(a)))))
+    grid = np.arange(0.0, float(d[-1]), 10.0)
+    return float(d[-1]), np.interp(grid, d, alt)
 
 
-def fitdecode_only(paths: list[Path]) -> int:
-    """Iterate every frame of every file; returns the frame count."""
+def reference_gpx_import(paths: list[Path], db: Path) -> int:
+    """Parse, profile and store every file with lxml, numpy and sqlite3; returns rows stored."""
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, path TEXT UNIQUE, start TEXT,"
+        " distance_m REAL, gain_m REAL, loss_m REAL, profile BLOB)"
+    )
+    ns = {"g": GPX_NS}
+    for k, path in enumerate(paths):
+        tree = etree.parse(str(path))
+        lat = np.array(tree.xpath("//g:trkpt/@lat", namespaces=ns), dtype=np.float64)
+        lon = np.array(tree.xpath("//g:trkpt/@lon", namespaces=ns), dtype=np.float64)
+        alt = np.array(tree.xpath("//g:trkpt/g:ele/text()", namespaces=ns), dtype=np.float64)
+        start = tree.xpath("string(//g:trkpt[1]/g:time)", namespaces=ns)
+        distance, profile = _profile(lat, lon, alt)
+        steps = np.diff(profile)
+        conn.execute(
+            "INSERT INTO runs (path, start, distance_m, gain_m, loss_m, profile)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(path),
+                start,
+                distance,
+                float(steps[steps > 0].sum()),
+                float(-steps[steps < 0].sum()),
+                profile.astype(np.float32).tobytes(),
+            ),
+        )
+        if k % 50 == 49:
+            conn.commit()
+    conn.commit()
+    count = int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+    conn.close()
+    return count
+
+
+def fitdecode_read(paths: list[Path]) -> int:
+    """Iterate every frame of every file with fitdecode's defaults (CRC checked)."""
     frames = 0
     for path in paths:
-        try:
-            with fitdecode.FitReader(path) as reader:
-                for _ in reader:
-                    frames += 1
-        except fitdecode.FitError:
-            pass  # the two damaged sample files end early on both sides
+        with fitdecode.FitReader(path, check_crc=fitdecode.CrcCheck.RAISE) as reader:
+            for _ in reader:
+                frames += 1
     return frames
 
 
-def fitdecode_floor(paths: list[Path]) -> int:
-    """The same with fitdecode's processor and CRC check off, as hillsync reads: the floor."""
-    frames = 0
-    for path in paths:
-        try:
-            with fitdecode.FitReader(
-                path, processor=None, check_crc=fitdecode.CrcCheck.DISABLED
-            ) as reader:
-                for _ in reader:
-                    frames += 1
-        except fitdecode.FitError:
-            pass
-    return frames
+def hillsync_sync(tmp: Path, folder: Path, name: str) -> tuple[float, int]:
+    """Wall seconds of `hillsync sync` importing `folder` into a fresh SQLite database."""
+    db = tmp / f"{name}.db"
+    config = folder_config(tmp / f"{name}.toml", db, folder)
+    env = hillsync_env(tmp / f"home-{name}")
+    # The schema first, as after `hillsync init`: the figure is the import, not a migration.
+    check(run_measured(hillsync_argv(config, "-q", "db", "upgrade"), env=env), "db upgrade")
+    measured = run_measured(hillsync_argv(config, "-q", "sync"), env=env)
+    check(measured, "hillsync sync")
+    with sqlite3.connect(db) as conn:
+        stored = int(conn.execute("SELECT count(*) FROM activities").fetchone()[0])
+    return measured.wall_s, stored
 
 
-def hillsync_import(folder: Path) -> int:
-    """Fetch the whole folder through FolderSource; returns the number of activities."""
-    source = FolderSource("bench", folder, batch_size=50, clock=_settled)
-    return sum(len(b.activities) for b in source.fetch(SourceState(since=SINCE)))
-
-
-def rescan(folder: Path, files: int) -> float:
-    """Seconds to rescan a folder of `files` known files (every one in `seen`)."""
-    sub = folder / "many"
-    sub.mkdir()
-    seen: dict[str, str] = {}
-    for i in range(files):
-        path = sub / f"{i:05d}.fit"
-        path.write_bytes(b"")
-        st = path.stat()
-        seen[f"many/{i:05d}.fit"] = f"{st.st_size}:{st.st_mtime_ns}"
-    source = FolderSource("bench", sub.parent, clock=_settled)
-    state = SourceState(since=SINCE, seen=seen)
+def gpx_row(tmp: Path, files: int, points: int) -> Row:
+    """hillsync vs the plain script on `files` generated GPX runs of `points` points."""
+    folder = tmp / "gpx"
+    paths = make_gpx_folder(folder, files, points, seed=1000)
+    reference_gpx_import(paths[:5], tmp / "warm.db")  # page cache and imports
     start = time.perf_counter()
-    batches = list(source.fetch(state))
-    elapsed = time.perf_counter() - start
-    assert not batches, "a known file was read again"
-    return elapsed
+    stored_ref = reference_gpx_import(paths, tmp / "reference.db")
+    t_ref = time.perf_counter() - start
+    t_ours, stored = hillsync_sync(tmp, folder, "gpx")
+    if stored != files or stored_ref != files:
+        raise SystemExit(f"GPX import stored {stored} (reference {stored_ref}) of {files}")
+    return Row(
+        f"import {files:,} GPX runs into SQLite (sync, whole process)",
+        t_ours,
+        t_ref,
+        "s",
+        "lxml+numpy+sqlite3 script",
+        limit=0.7,
+        on_ratio=True,
+        digits=1,
+    )
+
+
+def fit_row(tmp: Path, copies: int) -> Row:
+    """hillsync importing `copies` copies of each real FIT run vs fitdecode reading them."""
+    folder = tmp / "fit"
+    folder.mkdir()
+    paths: list[Path] = []
+    for k in range(copies):
+        for name in FIT_RUNS:
+            target = folder / f"{k:04d}-{name}"
+            shutil.copy(FIT_DIR / name, target)
+            paths.append(target)
+    old = time.time() - 3600
+    for p in paths:
+        os.utime(p, (old, old))
+    fitdecode_read(paths[: len(FIT_RUNS)])
+    start = time.perf_counter()
+    fitdecode_read(paths)
+    t_ref = time.perf_counter() - start
+    t_ours, stored = hillsync_sync(tmp, folder, "fit")
+    if stored != len(paths):
+        raise SystemExit(f"FIT import stored {stored} of {len(paths)}")
+    return Row(
+        f"import {len(paths):,} FIT runs into SQLite (sync, whole process)",
+        t_ours,
+        t_ref,
+        "s",
+        "fitdecode reading, CRC checked",
+        limit=0.8,
+        on_ratio=True,
+        digits=1,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=3, help="copies of each FIT file")
+    parser.add_argument("--gpx", type=int, default=2000, help="GPX runs")
+    parser.add_argument("--points", type=int, default=1500, help="points per GPX run")
+    parser.add_argument("--fit-copies", type=int, default=30, help="copies of each FIT run")
     args = parser.parse_args()
-    originals = sorted(FIT_DIR.glob("*.fit"))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "fit"
-        folder.mkdir()
-        paths: list[Path] = []
-        for k in range(args.copies):
-            for original in originals:
-                target = folder / f"{k:03d}-{original.name}"
-                shutil.copy(original, target)
-                paths.append(target)
-        size_mb = sum(p.stat().st_size for p in paths) / 1e6
-        print(f"{len(paths)} FIT files, {size_mb:.1f} MB")
-
-        # Warm the page cache and imports so neither side pays for the first read.
-        fitdecode_only(paths[: len(originals)])
-
-        start = time.perf_counter()
-        frames = fitdecode_only(paths)
-        t_ref = time.perf_counter() - start
-        start = time.perf_counter()
-        activities = hillsync_import(folder)
-        t_ours = time.perf_counter() - start
-        start = time.perf_counter()
-        fitdecode_floor(paths)
-        t_floor = time.perf_counter() - start
-
-        print(f"fitdecode, iterate all frames : {t_ref:8.2f} s  ({frames} frames)")
-        print(f"hillsync FolderSource.fetch   : {t_ours:8.2f} s  ({activities} activities)")
-        print(f"ratio hillsync / fitdecode    : {t_ours / t_ref:8.2f}  (target <= 1.30)")
-        print(f"fitdecode, no processor/CRC   : {t_floor:8.2f} s  (hillsync's own floor)")
-        print(f"ratio hillsync / that floor   : {t_ours / t_floor:8.2f}")
-
-        with tempfile.TemporaryDirectory() as tmp2:
-            t_rescan = rescan(Path(tmp2), 10_000)
-        print(f"rescan of 10,000 known files  : {t_rescan:8.3f} s")
+    with tempfile.TemporaryDirectory(prefix="hillsync-bench-") as tmp:
+        rows = [gpx_row(Path(tmp), args.gpx, args.points), fit_row(Path(tmp), args.fit_copies)]
+    print(markdown(rows))
 
 
 if __name__ == "__main__":

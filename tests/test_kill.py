@@ -191,3 +191,303 @@ def test_sigkill_loses_and_repeats_nothing(tmp_path: Path) -> None:
     assert counts["rows"] == counts["distinct"]
     assert counts == setup.counts("reference")
     assert status["activities"] == counts["rows"]
+
+
+# -- kill storms: at least 30 seeded kills of `sync` and `run` while work is under way -----
+
+KILL_SEED = 20261206
+CHILD = Path(__file__).parent / "kill_child.py"
+STRAVA_RUNS = 600
+
+
+def _wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 60.0) -> bool:
+    """Poll `predicate` until true; False when the process ended first or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return bool(predicate())
+        time.sleep(0.01)
+    return False
+
+
+def _kill(proc: subprocess.Popen[str]) -> bool:
+    """SIGKILL the process; True when it was still running (the kill landed)."""
+    landed = proc.poll() is None
+    if landed:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return landed
+
+
+class Storm:
+    """One target database (and its config) on which processes are started and killed."""
+
+    def __init__(self, tmp: Path, config: str, env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.db = tmp / "target.db"
+        self.config = tmp / "target.toml"
+        self.config.write_text(f'[database]\nurl = "sqlite:///{self.db}"\n\n{config}')
+        home = tmp / "home"
+        self.env = {
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            **(env or {}),
+        }
+        self.prefix = [sys.executable, "-m", "hillsync"]
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*self.prefix, "--config", str(self.config), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, *args: str) -> tuple[int, str, str]:
+        proc = self.start(*args)
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, out, err
+
+    def scalar(self, sql: str) -> int:
+        """One integer from the target database (0 while it does not exist or is locked)."""
+        if not self.db.exists():
+            return 0
+        engine = create_engine(f"sqlite:///{self.db}")
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql(sql).scalar() or 0)
+        except OperationalError:
+            return 0
+        finally:
+            engine.dispose()
+
+    def execute(self, sql: str) -> None:
+        engine = create_engine(f"sqlite:///{self.db}")
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(sql)
+        finally:
+            engine.dispose()
+
+
+def _add_files(folder: Path, first: int, count: int, now: datetime) -> None:
+    """`count` new GPX runs (numbered from `first`), old enough to count as finished."""
+    sub = folder / f"batch-{first:04d}"
+    sub.mkdir(parents=True)
+    for i in range(first, first + count):
+        start = now - timedelta(days=400 - i % 380, hours=i % 9, minutes=i)
+        (sub / f"run-{i:04d}.gpx").write_text(gpx_run(start, [0.0, 0.05, -0.3][i % 3], n=300))
+    old = time.time() - 3600
+    for path in sub.iterdir():
+        os.utime(path, (old, old))
+
+
+class TestFolderKillStorm:
+    """Sixteen kills of `sync` and `run` mid-import: a clean restart stores every file once."""
+
+    KILLS = 16
+
+    def test_folder_import(self, tmp_path: Path) -> None:
+        """New files each round, a kill after the round's first commit; then exact counts."""
+        folder = tmp_path / "activities"
+        folder.mkdir()
+        storm = Storm(tmp_path, f'[[sources.folder]]\npath = "{folder}"\npoll_minutes = 0.05\n')
+        rng = random.Random(KILL_SEED)
+        now = datetime.now(UTC).replace(microsecond=0)
+        files = landed = 0
+        for round_no in range(self.KILLS):
+            _add_files(folder, files, 45, now)
+            files += 45
+            before = storm.scalar("SELECT count(*) FROM activities")
+            proc = storm.start("sync" if round_no % 2 == 0 else "run")
+            _wait_for(lambda b=before: storm.scalar("SELECT count(*) FROM activities") > b, proc)
+            time.sleep(rng.uniform(0.0, 0.4))
+            landed += _kill(proc)
+        # Most kills land mid-import (each round holds three commits of work).
+        assert landed >= self.KILLS * 3 // 4
+        code, _out, err = storm.run("sync")
+        assert code in (0, 3), err
+        assert "Traceback" not in err
+        assert storm.scalar("SELECT count(*) FROM activities") == files
+        assert (
+            storm.scalar("SELECT count(*) FROM (SELECT DISTINCT source, source_id FROM activities)")
+            == files
+        )
+        # The folder's cursor is its seen list: every file once, each one stored.
+        assert storm.scalar("SELECT count(*) FROM seen_items") == files
+        assert storm.scalar("SELECT count(DISTINCT key) FROM seen_items") == files
+        assert storm.scalar("SELECT count(*) FROM sync_state WHERE state = 'ok'") == 1
+        code, _out, err = storm.run("sync")
+        assert code == 0, err
+        assert storm.scalar("SELECT count(*) FROM activities") == files
+
+
+class TestStravaKillStorm:
+    """Eight kills during a mocked Strava backfill: every activity once, the cursor at the end."""
+
+    KILLS = 8
+
+    def test_backfill(self, tmp_path: Path) -> None:
+        """A 600-run backfill (3 list pages, streams for half) killed and resumed."""
+        from hillsync import paths
+        from hillsync.store import repo
+        from hillsync.store.db import open_database
+
+        storm = Storm(
+            tmp_path,
+            "[sync]\nbackfill_days = 1000\n\n"
+            '[sources.strava]\nclient_id = 1\nclient_secret = "env:KILL_STRAVA_SECRET"\n',
+            env={"KILL_STRAVA_SECRET": "kill-test-client-secret"},
+        )
+        storm.prefix = [sys.executable, str(CHILD), str(STRAVA_RUNS), "7", "--"]
+        token = paths.token_path(storm.env, "me", "strava")
+        token.parent.mkdir(parents=True, mode=0o700)
+        token.write_text(
+            json.dumps(
+                {
+                    "access_token": "kill-access",
+                    "refresh_token": "kill-refresh",
+                    "expires_at": int(time.time()) + 6 * 3600,
+                    "athlete_id": "134815",
+                    "scope": "read,activity:read_all",
+                }
+            )
+        )
+        token.chmod(0o600)
+        database = open_database(f"sqlite:///{storm.db}")
+        try:
+            with database.session() as session:
+                athlete = repo.ensure_athlete(session, "me")
+                repo.upsert_account(
+                    session,
+                    athlete,
+                    "strava",
+                    "134815",
+                    "Kill Test",
+                    str(token),
+                    "read,activity:read_all",
+                    datetime.now(UTC),
+                )
+        finally:
+            database.close()
+        rng = random.Random(KILL_SEED + 1)
+        landed = 0
+        for round_no in range(self.KILLS):
+            before = storm.scalar("SELECT count(*) FROM activities")
+            if before >= STRAVA_RUNS:
+                break
+            proc = storm.start("sync" if round_no % 2 == 0 else "run")
+            _wait_for(lambda b=before: storm.scalar("SELECT count(*) FROM activities") > b, proc)
+            time.sleep(rng.uniform(0.0, 0.3))
+            landed += _kill(proc)
+        assert landed >= 3
+        code, _out, err = storm.run("sync")
+        assert code in (0, 3), err
+        assert "Traceback" not in err
+        assert storm.scalar("SELECT count(*) FROM activities") == STRAVA_RUNS
+        assert (
+            storm.scalar("SELECT count(DISTINCT source_id) FROM activities WHERE source = 'strava'")
+            == STRAVA_RUNS
+        )
+        assert storm.scalar("SELECT count(*) FROM sync_state WHERE state = 'ok'") == 1
+        # The cursor is past the backfill: one more sync lists nothing new.
+        code, _out, err = storm.run("sync")
+        assert code == 0, err
+        assert storm.scalar("SELECT count(*) FROM activities") == STRAVA_RUNS
+
+
+class _SlowReceiver:
+    """A loopback webhook taking 30 ms per message, recording each message's title."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        titles: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                time.sleep(0.03)  # a slow receiver, so kills land between deliveries
+                titles.append(str(body.get("title")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        import threading
+
+        self.titles = titles
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestOutboxKillStorm:
+    """Eight kills during delivery: each message arrives once, twice only across a kill."""
+
+    KILLS = 8
+    MESSAGES = 60
+
+    def test_delivery(self, tmp_path: Path) -> None:
+        """Sixty queued messages to a loopback receiver, delivery killed and resumed."""
+        from hillsync.model import Message
+        from hillsync.store import outbox, repo
+        from hillsync.store.db import open_database
+
+        receiver = _SlowReceiver()
+        try:
+            storm = Storm(tmp_path, f'[notify]\nurls = ["{receiver.url}"]\n')
+            database = open_database(f"sqlite:///{storm.db}")
+            try:
+                with database.session() as session:
+                    athlete = repo.ensure_athlete(session, "me")
+                    for i in range(self.MESSAGES):
+                        outbox.enqueue(
+                            session,
+                            Message(kind="test", title=f"message-{i:03d}", body="kill test"),
+                            athlete_id=athlete.id,
+                            url_keys=[outbox.url_key(receiver.url)],
+                            now=datetime.now(UTC) - timedelta(minutes=1),
+                        )
+            finally:
+                database.close()
+            unsent = "SELECT count(*) FROM outbox_deliveries WHERE sent_at IS NULL"
+            rng = random.Random(KILL_SEED + 2)
+            landed = 0
+            for round_no in range(self.KILLS):
+                received = len(receiver.titles)
+                proc = storm.start("sync" if round_no % 2 == 0 else "run")
+                _wait_for(lambda r=received: len(receiver.titles) > r, proc)
+                time.sleep(rng.uniform(0.0, 0.2))
+                landed += _kill(proc)
+                # A delivery claimed by the killed process waits out its lease; the
+                # test lets that time pass instead of waiting ten minutes.
+                storm.execute(
+                    "UPDATE outbox_deliveries SET next_attempt_at = '2000-01-01 00:00:00'"
+                    " WHERE sent_at IS NULL"
+                )
+            assert landed >= 3
+            code, _out, err = storm.run("sync")
+            assert code in (0, 3), err
+            assert storm.scalar(unsent) == 0
+            titles = receiver.titles
+            expected = {f"message-{i:03d}" for i in range(self.MESSAGES)}
+            assert set(titles) == expected
+            # At most one message per landed kill was sent and not yet marked.
+            assert len(titles) - len(expected) <= landed
+        finally:
+            receiver.close()

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from hillsync import __version__
-from hillsync.app.context import AppContext
 from hillsync.balance import terrain_lines
-from hillsync.config import DEFAULT_ATHLETE, load_settings
 from hillsync.errors import ConfigError, HillsyncError, UsageError
 from hillsync.logs import configure_logging, redact
 from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, SyncStatus, Terrain
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
     from datetime import date
 
     from hillsync.app.classify import ClassifiedFile
+    from hillsync.app.context import AppContext
     from hillsync.app.status import StatusDocument
     from hillsync.worker import CycleResult
 
@@ -46,14 +45,19 @@ class Cli:
     def __init__(self, args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> None:
         self.args = args
         self.out = out
-        self.ctx = AppContext(lambda: load_settings(args.config, environ), environ)
+        # Settings (pydantic) and the store load on first use: `--help` needs neither.
+        from hillsync.app.context import AppContext
+        from hillsync.config import load_settings
+
+        self.ctx: AppContext = AppContext(lambda: load_settings(args.config, environ), environ)
 
     def print(self, text: str = "") -> None:
         print(text, file=self.out)
 
     def print_json(self, value: object) -> None:
-        json.dump(value, self.out, indent=2, ensure_ascii=False)
-        self.out.write("\n")
+        # One string, one write: json.dump would feed the stream hundreds of thousands of
+        # small chunks (0.75 s of 1.7 s for `activities --json` with 10,000 runs).
+        self.out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """A plain aligned table (readable in a terminal, in a pipe and in journald)."""
@@ -265,6 +269,8 @@ def balance_line(report: BalanceReport) -> str:
         share = "no labelled runs"
     else:
         share = f"hill share {report.hill_share:.0%}"
+    from hillsync.config import DEFAULT_ATHLETE
+
     prefix = "" if report.athlete == DEFAULT_ATHLETE else f"{report.athlete}: "
     return (
         f"{prefix}{share} (goal {band}) over {report.runs} runs, "
@@ -507,6 +513,7 @@ def cmd_disconnect(cli: Cli) -> int:
 
 
 def cmd_run(cli: Cli) -> int:
+    from hillsync.config import load_settings
     from hillsync.daemon import Daemon
 
     args, environ = cli.args, cli.ctx.environ
@@ -629,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_traceback() -> None:
+    """The current exception's traceback on stderr (for -v), every known secret masked."""
+    print(redact(traceback.format_exc()), file=sys.stderr, end="")
+
+
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -643,12 +655,12 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         for problem in exc.problems:
             print(f"hillsync: {redact(problem)}", file=sys.stderr)
         if args.verbose:
-            traceback.print_exc()
+            print_traceback()
         return EXIT_CONFIG
     except HillsyncError as exc:
         print(f"hillsync: {redact(str(exc))}", file=sys.stderr)
         if args.verbose:
-            traceback.print_exc()
+            print_traceback()
         return exc.exit_code
     except KeyboardInterrupt:
         print("hillsync: interrupted", file=sys.stderr)
@@ -657,7 +669,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return EXIT_OK
     except Exception as exc:
         if args.verbose:
-            traceback.print_exc()
+            print_traceback()
         message = redact(str(exc).splitlines()[0] if str(exc) else "")
         print(
             f"hillsync: unexpected error: {type(exc).__name__}: {message} "

@@ -6,15 +6,19 @@ Nothing here does I/O or imports the rest of hillsync. Every datetime is timezon
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    # numpy (about 20 MB and 0.1 s) is imported only where arrays are made: `--help`,
+    # `status`, `balance` and an idle daemon never need it (a `type` alias is lazy).
+    import numpy as np
+    import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+type FloatArray = npt.NDArray[np.float64]
 
 #: hillsync's own sport names. Sources map their vocabulary onto these.
 RUN_SPORTS: tuple[str, ...] = ("run", "trail_run", "track_run", "treadmill", "virtual_run")
@@ -90,6 +94,8 @@ class Profile:
 
     def distances(self) -> FloatArray:
         """The distance of every sample from the start, in metres."""
+        import numpy as np
+
         n = self.altitude_m.shape[0]
         d = np.arange(n, dtype=np.float64) * self.step_m
         if n:
@@ -98,6 +104,8 @@ class Profile:
 
     def covered_m(self) -> float:
         """Metres of the profile between two samples that both have an altitude."""
+        import numpy as np
+
         z = self.altitude_m
         if z.shape[0] < 2:
             return 0.0
@@ -479,13 +487,13 @@ EARTH_RADIUS_M = 6_371_008.8
 
 def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance in metres between two (lat, lon) points in degrees."""
-    lat1, lon1 = np.radians(a[0]), np.radians(a[1])
-    lat2, lon2 = np.radians(b[0]), np.radians(b[1])
+    lat1, lon1 = math.radians(a[0]), math.radians(a[1])
+    lat2, lon2 = math.radians(b[0]), math.radians(b[1])
     h = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
-    return float(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(min(1.0, float(h)))))
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
 def is_loop(start: tuple[float, float] | None, end: tuple[float, float] | None) -> bool | None:

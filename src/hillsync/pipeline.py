@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from hillsync import classify
 from hillsync.model import Activity, Batch, Classification, ClassifyParams, Profile, Summary
 from hillsync.store import repo
 from hillsync.store.db import Database
@@ -40,6 +39,10 @@ def classify_activity(
 
     Raises BadActivity when its samples cannot be made into a profile.
     """
+    # Here, not at the top: classify imports numpy, which a quiet poll, `status` and
+    # `balance` never need.
+    from hillsync import classify
+
     profile = activity.profile
     if profile is None and activity.track is not None and len(activity.track):
         profile = classify.build_profile(activity.track)
@@ -50,6 +53,8 @@ def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:
     """A predicate for API sources: does this summary need its profile to be labelled?"""
 
     def needs_profile(activity: Activity) -> bool:
+        from hillsync import classify
+
         return classify.classify(summary_of(activity), None, params).needs_profile
 
     return needs_profile

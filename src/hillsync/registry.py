@@ -171,11 +171,19 @@ class Registry:
         full = source_full_name(athlete.name, name)
         clock = self.clock
         untyped = self.settings.sync.untyped
+        workers = self.settings.sync.workers
 
         def build() -> Source:
             from hillsync.sources.files import FolderSource
 
-            return FolderSource(full, path, clock=clock, batch_size=FOLDER_BATCH, untyped=untyped)
+            return FolderSource(
+                full,
+                path,
+                clock=clock,
+                batch_size=FOLDER_BATCH,
+                untyped=untyped,
+                workers=workers,
+            )
 
         return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build)
 

@@ -33,6 +33,7 @@ from lxml import etree
 
 from hillsync.errors import BadActivity
 from hillsync.model import RUN_SPORTS, UNKNOWN_SPORT, Activity, Track
+from hillsync.sources.filenames import is_activity_file
 from hillsync.sources.sport import Movement, infer_sport
 
 FloatArray = npt.NDArray[np.float64]
@@ -44,8 +45,6 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-#: Extensions read, with or without a trailing ".gz".
-ACTIVITY_SUFFIXES: tuple[str, ...] = (".fit", ".gpx", ".tcx")
 #: An activity file bigger than this (after decompression) is refused: no device writes one,
 #: and a zip or gzip bomb must not exhaust the memory of a small home server.
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -254,14 +253,6 @@ def describe_file_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read file: {exc.strerror or type(exc).__name__}"
     return f"cannot read file: {type(exc).__name__}"
-
-
-def is_activity_file(name: str) -> bool:
-    """Whether a file name has one of the extensions read (.fit/.gpx/.tcx, optionally .gz)."""
-    lower = name.lower()
-    if lower.endswith(".gz"):
-        lower = lower[:-3]
-    return lower.endswith(ACTIVITY_SUFFIXES)
 
 
 def read_activities(

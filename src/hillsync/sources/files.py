@@ -27,15 +27,12 @@ import structlog
 
 from hillsync.errors import BadActivity, SourceUnavailable
 from hillsync.model import Activity, Batch, Rejected
+from hillsync.parallel import MIN_ITEMS_FOR_POOL, pool_mapper
 from hillsync.sources.base import SourceState
-from hillsync.sources.fileformats import (
-    activity_members,
-    describe_file_error,
-    is_activity_file,
-    map_sport,
-    read_activities,
-    read_zip_member,
-)
+from hillsync.sources.filenames import is_activity_file
+
+# The readers (fileformats: numpy, lxml, fitdecode, about 30 MB) are imported where a file
+# is read, never by a poll that finds nothing new (an idle daemon stays small).
 
 log = structlog.get_logger(__name__)
 
@@ -85,9 +82,12 @@ class FolderSource:
         clock: Callable[[], datetime] = _utcnow,
         settle_s: float = SETTLE_S,
         untyped: str = "infer",
+        workers: int = 1,
     ) -> None:
+        """`workers` above 1 reads plain files in a process pool of that size."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        self._workers = workers
         self._name = name
         self._path = path.expanduser()
         self._batch_size = batch_size
@@ -137,6 +137,25 @@ class FolderSource:
                 if key not in present and key.split(".zip/", 1)[0] + ".zip" not in present
             )
         log.info("folder_scanned", source=self._name, pending=sum(not i.marker for i in items))
+        # Plain files are read (parsed: most of an import) in a process pool, in order;
+        # zip members and the export indexes stay here. Same batches as a serial read.
+        plain = [(i.path, self._name, i.key, self._untyped) for i in items if _is_plain(i)]
+        workers = self._workers if len(plain) >= MIN_ITEMS_FOR_POOL else 1
+        if not items and not deleted:
+            return
+        with pool_mapper(workers) as mapper:
+            yield from self._batches(root, items, exports, deleted, mapper(_read_file, plain))
+
+    def _batches(
+        self,
+        root: Path,
+        items: list[_Item],
+        exports: Mapping[str, Path],
+        deleted: list[str],
+        reads: Iterator[tuple[list[Activity], str | None]],
+    ) -> Iterator[Batch]:
+        from hillsync.sources.fileformats import describe_file_error
+
         indexes: dict[Path, Mapping[str, _ExportInfo]] = {}
         garmin_index: Mapping[str, _ExportInfo] | None = None
 
@@ -153,9 +172,9 @@ class FolderSource:
                 continue
             try:
                 if item.member is None:
-                    found = read_activities(
-                        item.path, source=self._name, source_id=item.key, untyped=self._untyped
-                    )
+                    found, why = next(reads)
+                    if why is not None:
+                        raise BadActivity(why)  # rejected in the pool: already the reason
                     export_dir = exports.get(item.key)
                     if export_dir is not None:
                         if export_dir not in indexes:
@@ -209,6 +228,8 @@ class FolderSource:
 
     def _read_member(self, item: _Item) -> list[Activity]:
         """Raises BadActivity when the zip or the member cannot be read."""
+        from hillsync.sources.fileformats import describe_file_error, read_zip_member
+
         assert item.member is not None
         try:
             with zipfile.ZipFile(item.path) as zf:
@@ -291,6 +312,8 @@ class FolderSource:
         try:
             with zipfile.ZipFile(path) as zf:
                 infos = {i.filename: i for i in zf.infolist()}
+                from hillsync.sources.fileformats import activity_members
+
                 members = activity_members(zf)
         except (zipfile.BadZipFile, OSError) as exc:
             # Recorded as rejected by the zip's own key, once.
@@ -308,6 +331,26 @@ class FolderSource:
         return out
 
 
+def _is_plain(item: _Item) -> bool:
+    return not item.marker and item.member is None
+
+
+def _read_file(
+    job: tuple[Path, str, str, str],
+) -> tuple[list[Activity], str | None]:
+    """Read one file (in a pool worker): (activities, None) or ([], the rejection's reason).
+
+    The reason travels as text: an exception would have to be pickled across processes.
+    """
+    from hillsync.sources.fileformats import describe_file_error, read_activities
+
+    path, source, key, untyped = job
+    try:
+        return read_activities(path, source=source, source_id=key, untyped=untyped), None
+    except BadActivity as exc:
+        return [], describe_file_error(exc)
+
+
 def _apply_export(activity: Activity, info: _ExportInfo | None) -> Activity:
     if info is None:
         return activity
@@ -322,6 +365,8 @@ def _apply_export(activity: Activity, info: _ExportInfo | None) -> Activity:
     # says its own sport better than the export summary's type key.
     sport = activity.sport
     if info.sport and info.origin == "strava_export":
+        from hillsync.sources.fileformats import map_sport
+
         sport = map_sport(info.sport)
     return dataclasses.replace(
         activity,

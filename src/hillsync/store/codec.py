@@ -9,8 +9,6 @@ from __future__ import annotations
 import struct
 import zlib
 
-import numpy as np
-
 from hillsync.errors import StoreError
 from hillsync.model import Profile
 
@@ -20,6 +18,8 @@ _HEADER = struct.Struct("<3sf")
 
 def encode_profile(p: Profile) -> bytes:
     """The profile as bytes: a small header with the step, then float32 altitudes, zlib'ed."""
+    import numpy as np  # here, not at the top: commands that read no profile skip numpy
+
     samples = np.asarray(p.altitude_m, dtype="<f4").tobytes()
     return _HEADER.pack(_MAGIC, p.step_m) + zlib.compress(samples, 6)
 
@@ -40,5 +40,7 @@ def decode_profile(blob: bytes, distance_m: float) -> Profile:
         raise StoreError(f"stored profile is corrupt: {exc}") from None
     if len(raw) % 4:
         raise StoreError("stored profile is corrupt: partial sample")
+    import numpy as np
+
     altitude = np.frombuffer(raw, dtype="<f4").astype(np.float64)
     return Profile(altitude_m=altitude, distance_m=float(distance_m), step_m=float(step))

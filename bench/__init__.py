@@ -1,0 +1,1 @@
+"""hillsync benchmarks: `python -m bench` prints them all as one table."""

@@ -1,0 +1,85 @@
+"""Lean start: commands import only what they use (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: Run in a child: the command, then the heavy modules it left in sys.modules.
+PROBE = """
+import json, sys
+from hillsync.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = ("numpy", "sqlalchemy.orm", "matplotlib", "lxml", "fitdecode", "apprise", "rich",
+         "pygments", "pydantic", "alembic", "stravalib", "garminconnect")
+print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+"""
+
+
+def imported(tmp: Path, *args: str) -> list[str]:
+    """The heavy modules a fresh `hillsync ARGS` process imported."""
+    env = {
+        "HOME": str(tmp),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    found: list[str] = json.loads(last)
+    return found
+
+
+class TestLeanStart:
+    """`--help`, `status` and `balance` never load the libraries they do not use."""
+
+    def test_help_imports_no_heavy_library(self, tmp_path: Path) -> None:
+        """`--help` loads neither numpy, the ORM, matplotlib, nor any reader or client."""
+        found = set(imported(tmp_path, "--help"))
+        assert not found & {"numpy", "sqlalchemy.orm", "matplotlib", "lxml", "fitdecode"}, found
+        assert not found & {"apprise", "rich", "pygments", "stravalib", "garminconnect"}, found
+
+    def test_status_and_balance_skip_numpy_and_the_readers(self, tmp_path: Path) -> None:
+        """`status` and `balance` load the store, never numpy, a reader or a client."""
+        config = tmp_path / "config.toml"
+        config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n')
+        imported(tmp_path, "--config", str(config), "db", "upgrade")  # as after `init`
+        for command in (["status"], ["status", "--json"], ["balance"], ["balance", "--json"]):
+            found = set(imported(tmp_path, "--config", str(config), *command))
+            assert found <= {"sqlalchemy.orm", "pydantic"}, (command, found)
+
+
+class TestModelImportsNumpyLazily:
+    """hillsync.model imports numpy inside the functions that use it, never at the top."""
+
+    def test_every_numpy_use_has_its_local_import(self) -> None:
+        """A function naming `np` imports it itself (mypy cannot see a missing one)."""
+        import ast
+
+        import hillsync.model
+
+        tree = ast.parse(Path(hillsync.model.__file__).read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            uses = any(isinstance(n, ast.Name) and n.id == "np" for n in ast.walk(node))
+            imports = any(
+                isinstance(n, ast.Import) and any(a.asname == "np" for a in n.names)
+                for n in ast.walk(node)
+            )
+            assert imports or not uses, f"model.{node.name} uses np without importing it"
