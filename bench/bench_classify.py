@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import gpxpy.gpx
 import numpy as np
-from bench.common import Row
 
+from bench.common import Row
 from hillsync.classify import build_profile, classify
 from hillsync.model import Classification, ClassifyParams, Summary, Track
 

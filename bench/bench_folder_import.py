@@ -23,6 +23,8 @@ from pathlib import Path
 
 import fitdecode
 import numpy as np
+from lxml import etree
+
 from bench.common import (
     FIT_DIR,
     FIT_RUNS,
@@ -36,7 +38,6 @@ from bench.common import (
     markdown,
     run_measured,
 )
-from lxml import etree
 
 EARTH_M = 6_371_008.8
 
