@@ -27,12 +27,12 @@ SMALL_FITS = (
 
 
 def _settled(folder: Path) -> Callable[[], datetime]:
-    """A clock a minute after the folder's newest file (every file has settled), read from
+    """A clock two minutes after the folder's newest file (every file has settled), read from
     the files themselves rather than the wall clock."""
 
     def now() -> datetime:
         newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
-        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=1)
+        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=2)
 
     return now
 

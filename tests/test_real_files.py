@@ -438,7 +438,7 @@ class TestFolderCompleteness:
     ) -> None:
         """Ctrl-C during sync is `interrupted` in status (no error, no backoff); the next sync
         finishes the work."""
-        from hillsync.sources import fileformats, files
+        from hillsync.sources import fileformats
 
         folder_cli.copy("activity-small-fenix2-run.fit", "a.fit")
         folder_cli.copy("2013-02-06-12-11-14.fit", "b.fit")
@@ -449,14 +449,14 @@ class TestFolderCompleteness:
                 raise KeyboardInterrupt
             return real(path, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(files, "read_activities", interrupted)
+        monkeypatch.setattr(fileformats, "read_activities", interrupted)
         code, _ = folder_cli("sync")
         assert code == 130
         code, out = folder_cli("status", "--json")
         source = json.loads(out)["sources"][0]
         assert source["state"] == "interrupted"
         assert "unexpected" not in (source["last_error"] or "")
-        monkeypatch.setattr(files, "read_activities", real)
+        monkeypatch.setattr(fileformats, "read_activities", real)
         code, out = folder_cli("sync")
         assert code == 0
         assert folder_cli.sources() == ["a.fit", "b.fit"]
