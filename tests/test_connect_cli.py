@@ -6,6 +6,7 @@ import json
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import responses
@@ -17,7 +18,8 @@ from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, to
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 
 TOKEN_URL = "https://www.strava.com/oauth/token"
-DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
+REVOKE_URL = "https://www.strava.com/oauth/revoke"
+DEAUTH_URL = "https://www.strava.com/oauth/deauthorize"
 EXCHANGE = json.loads(
     (Path(__file__).parent / "data" / "strava" / "oauth_exchange.json").read_text()
 )
@@ -107,11 +109,13 @@ class TestConnectStrava:
     def test_disconnect(self, cli: Cli, rsps: responses.RequestsMock) -> None:
         """`disconnect strava` revokes, deletes the token file and forgets the account."""
         rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Record Not Found"})
         rsps.add(responses.POST, DEAUTH_URL, json={})
         assert cli("connect", "strava", "--no-browser", "--code", "abc123")[0] == 0
         code, out, err = cli("disconnect", "strava")
         assert code == 0, err
-        assert "disconnected strava" in out
+        assert "disconnected strava for me: access revoked on Strava" in out
+        assert "deleted 0 Strava activities" in out
         assert not cli.strava_tokens.exists()
         assert cli.status()["sources"] == []
         deauth = [c for c in rsps.calls if c.request.url == DEAUTH_URL]
@@ -169,3 +173,40 @@ class TestConnectGarmin:
         assert code == 0, err
         assert not cli.garmin_tokens.exists()
         assert cli.status()["sources"] == []
+
+
+ANNA_ENV = "HILLSYNC_TEST_ANNA_SECRET"
+ANNA_SECRET = "ANNA-SECRET-5151-aabbccddeeff"
+
+
+class TestSecondAthleteOwnApplication:
+    """A second athlete connects through their own Strava application."""
+
+    def test_connect_and_status(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """Each athlete's exchange uses their application; status names it; no secret shows."""
+        cli.write_strava_config(strava=True)
+        with cli.config.open("a") as f:
+            f.write("\n[athletes.anna.sources.strava]\nclient_id = 5151\n")
+            f.write(f'client_secret = "env:{ANNA_ENV}"\n')
+        cli.env[ANNA_ENV] = ANNA_SECRET
+        rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        outputs = []
+        for args in ([], ["--athlete", "anna"]):
+            code, out, err = cli("connect", "strava", *args, "--no-browser", "--code", "abc123")
+            assert code == 0, err
+            outputs += [out, err]
+        assert "for anna (application 5151)" in outputs[2]
+        sent = [parse_qs(str(c.request.body)) for c in rsps.calls if c.request.url == TOKEN_URL]
+        assert [(s["client_id"], s["client_secret"]) for s in sent] == [
+            (["4242"], [CLIENT_SECRET]),
+            (["5151"], [ANNA_SECRET]),
+        ]
+        sources = {(s["name"], s["application"]) for s in cli.status()["sources"]}
+        assert sources == {("strava", 4242), ("anna/strava", 5151)}
+        code, out, err = cli("status")
+        assert code == 0, err
+        assert "anna/strava uses Strava application 5151" in out
+        for text in [*outputs, out, err]:
+            assert CLIENT_SECRET not in text
+            assert ANNA_SECRET not in text
+            assert EXCHANGE["refresh_token"] not in text

@@ -27,12 +27,12 @@ SMALL_FITS = (
 
 
 def _settled(folder: Path) -> Callable[[], datetime]:
-    """A clock a minute after the folder's newest file (every file has settled), read from
+    """A clock five minutes after the folder's newest file (every file has settled), read from
     the files themselves rather than the wall clock."""
 
     def now() -> datetime:
         newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
-        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=1)
+        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=5)
 
     return now
 
@@ -123,17 +123,30 @@ class TestScan:
         assert [a.source_id for b in batches for a in b.activities] == ["b.tcx"]
         assert batches[0].seen["b.tcx"] != seen["b.tcx"]
 
-    def test_settling_file_is_left_for_later(self, run_folder: Path) -> None:
-        """A file modified within the last two seconds is not read yet, nor marked seen."""
+    def test_new_complete_file_read_at_once(self, run_folder: Path) -> None:
+        """A file written a moment ago that parses completely is read at once (content, not age)."""
+        written = datetime.fromtimestamp((run_folder / "b.tcx").stat().st_mtime, UTC)
+        source = _source(run_folder, clock=lambda: written + timedelta(seconds=1))
+        keys = {k for b in _fetch(source) for k in b.seen}
+        assert "b.tcx" in keys
+
+    def test_cut_new_file_waits(self, run_folder: Path) -> None:
+        """A cut file changed within the last minute waits (not seen); later it is salvaged."""
+        text = (run_folder / "b.tcx").read_bytes()
+        (run_folder / "b.tcx").write_bytes(text[: len(text) // 2])
         written = datetime.fromtimestamp((run_folder / "b.tcx").stat().st_mtime, UTC)
         source = _source(run_folder, clock=lambda: written + timedelta(seconds=1))
         with capture_logs() as events:
-            keys = {k for b in _fetch(source) for k in b.seen}
-        assert "b.tcx" not in keys
+            batches = _fetch(source)
+        assert "b.tcx" not in {k for b in batches for k in b.seen}
+        assert "b.tcx" in {k for b in batches for k in b.waiting}
         said = [e for e in events if e["event"].startswith("files still being written")]
         assert said
         assert said[0]["log_level"] == "info"
-        assert said[0]["files"] >= 1
+        later = _source(run_folder, clock=lambda: written + timedelta(minutes=2))
+        salvaged = [a for b in _fetch(later) for a in b.activities if a.source_id == "b.tcx"]
+        assert salvaged
+        assert salvaged[0].warning is not None
 
     def test_missing_folder(self, tmp_path: Path) -> None:
         """A folder that does not exist makes the source unavailable, with its path."""

@@ -43,7 +43,7 @@ from hillsync.store.tables import ActivityRow, OutboxDelivery, OutboxMessage
 from hillsync.worker import Worker
 from test_garmin import FakeGarminServer, add_profile, token_json
 from test_garmin import summary as garmin_summary
-from test_strava import LIST_URL, FakeStrava, write_tokens
+from test_strava import LIST_URL, REFRESH_INVALID, TOKEN_URL, FakeStrava, write_tokens
 from test_strava import summary as strava_summary
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
@@ -226,6 +226,7 @@ class TestStravaRevoked:
             status=401,
             json={"message": "Authorization Error", "errors": [{"code": "invalid"}]},
         )
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
         worker = env.worker(Clock(NOW))
         first = worker.sync_cycle()
         assert first.outcomes[0].state == "needs_auth"
@@ -234,15 +235,15 @@ class TestStravaRevoked:
         messages = env.messages()
         assert [m[0] for m in messages] == ["needs_auth"]
         assert "hillsync connect strava" in messages[0][2]
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2  # the list's 401, then the refused refresh
         second = worker.sync_cycle()
         assert second.outcomes[0].skipped is not None
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2
         assert len(env.messages()) == 1
         code, out, err = env.cli("sync")
         assert code == 3, err
         assert "strava: skipped" in out
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2
         assert len(env.messages()) == 1
         with env.db.session() as session:
             account = repo.get_account(session, DEFAULT_ATHLETE, "strava")
@@ -253,6 +254,7 @@ class TestStravaRevoked:
         """`status --json` reports the revoked source as needs_auth with its error."""
         env.connect_strava(NOW + timedelta(hours=5))
         rsps.add(responses.GET, LIST_URL, status=401, json={"message": "Authorization Error"})
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
         env.worker(Clock(NOW)).sync_cycle()
         code, out, err = env.cli("status", "--json")
         assert code == 0, err
