@@ -27,12 +27,12 @@ SMALL_FITS = (
 
 
 def _settled(folder: Path) -> Callable[[], datetime]:
-    """A clock two minutes after the folder's newest file (every file has settled), read from
+    """A clock five minutes after the folder's newest file (every file has settled), read from
     the files themselves rather than the wall clock."""
 
     def now() -> datetime:
         newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
-        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=2)
+        return datetime.fromtimestamp(newest, UTC) + timedelta(minutes=5)
 
     return now
 
@@ -108,7 +108,7 @@ class TestScan:
             opened.append(args)
             raise AssertionError("read a known file")
 
-        monkeypatch.setattr("hillsync.sources.fileformats.read_activities", spy)
+        monkeypatch.setattr("hillsync.sources.files.read_activities", spy)
         assert _fetch(source, seen) == []
         assert opened == []
 
