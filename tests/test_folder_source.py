@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from helpers import Clock, gpx_track, straight_route
 from hillsync.errors import SourceUnavailable
 from hillsync.model import Batch
 from hillsync.sources.base import Source, SourceState
 from hillsync.sources.files import FolderSource
+from source_contract import SourceContract, SourceWorld
 
 SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 SMALL_FITS = (
@@ -248,3 +250,50 @@ class TestExports:
         rejected = [r for b in batches for r in b.rejected]
         assert [r.key for r in rejected] == ["bad.zip"]
         assert rejected[0].reason.startswith("damaged zip")
+
+
+CONTRACT_NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+class FolderWorld:
+    """A folder of GPX runs for the SourceContract: files dated an hour before the clock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir()
+        self.count = 0
+
+    def source(self) -> FolderSource:
+        return FolderSource("folder", self.root, batch_size=2, clock=Clock(CONTRACT_NOW))
+
+    def first_state(self) -> SourceState:
+        return SourceState(since=CONTRACT_NOW - timedelta(days=365))
+
+    def _put(self, name: str, text: str) -> None:
+        path = self.root / name
+        path.write_text(text)
+        settled = (CONTRACT_NOW - timedelta(hours=1)).timestamp()
+        os.utime(path, (settled, settled))
+
+    def add_runs(self, count: int) -> list[str]:
+        names = []
+        for _ in range(count):
+            self.count += 1
+            name = f"run-{self.count:03d}.gpx"
+            points = straight_route(3_000, lambda d: 300 + 0.03 * d)
+            start = CONTRACT_NOW - timedelta(days=60 - self.count)
+            self._put(name, gpx_track(points, start=start, sport="running"))
+            names.append(name)
+        return names
+
+    def add_bad(self) -> str:
+        self._put("broken.gpx", "<gpx><trk><trkseg><trkpt lat=")
+        return "broken.gpx"
+
+
+class TestFolderContract(SourceContract):
+    """The folder source keeps the SourceContract."""
+
+    @pytest.fixture
+    def world(self, tmp_path: Path) -> SourceWorld:
+        return FolderWorld(tmp_path / "contract")

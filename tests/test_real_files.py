@@ -438,11 +438,11 @@ class TestFolderCompleteness:
     ) -> None:
         """Ctrl-C during sync is `interrupted` in status (no error, no backoff); the next sync
         finishes the work."""
-        from hillsync.sources import files
+        from hillsync.sources import fileformats, files
 
         folder_cli.copy("activity-small-fenix2-run.fit", "a.fit")
         folder_cli.copy("2013-02-06-12-11-14.fit", "b.fit")
-        real = files.read_activities
+        real = fileformats.read_activities
 
         def interrupted(path: Path, **kwargs: object) -> object:
             if path.name == "b.fit":

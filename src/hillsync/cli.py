@@ -391,6 +391,12 @@ def print_status(cli: Cli, doc: StatusDocument) -> None:
                 )
         for item in s.rejected:
             cli.print(f"  rejected {s.name}:{item.file}: {item.reason}")
+        if s.stale_since is not None:
+            cli.print(
+                f"  {s.name} has gone silent: no run lately (noticed {s.stale_since:%Y-%m-%d})"
+            )
+        if s.application is not None:
+            cli.print(f"  {s.name} uses Strava application {s.application}")
     cli.print(
         f"{doc.activities} activities stored, {doc.pending_notifications} notifications pending"
     )
@@ -438,8 +444,8 @@ def cmd_connect(cli: Cli) -> int:
         )
         who = account.display_name or account.remote_id
         cli.print(
-            f"connected Strava athlete {who} for {account.athlete}; "
-            "run `hillsync sync` to fetch runs"
+            f"connected Strava athlete {who} for {account.athlete} (application"
+            f" {account.application}); run `hillsync sync` to fetch runs"
         )
         return EXIT_OK
     import getpass
@@ -455,6 +461,7 @@ def cmd_connect(cli: Cli) -> int:
         mfa_prompt=lambda: terminal_prompt(
             lambda: input("Garmin MFA code: ").strip(), "the MFA code"
         ),
+        say=cli.print,
     )
     who = account.display_name or account.remote_id or "account"
     cli.print(f"connected Garmin {who} for {account.athlete}; run `hillsync sync` to fetch runs")
@@ -482,8 +489,20 @@ def cmd_disconnect(cli: Cli) -> int:
     from hillsync.app.accounts import disconnect
 
     kind = SourceKind(cli.args.kind)
-    athlete = disconnect(cli.ctx, kind, cli.args.athlete)
-    cli.print(f"disconnected {kind} for {athlete}: tokens deleted")
+    result = disconnect(cli.ctx, kind, cli.args.athlete, delete_data=cli.args.delete_data)
+    if kind is not SourceKind.STRAVA:
+        done = "tokens deleted"
+    elif result.revoked:
+        done = "access revoked on Strava, tokens deleted"
+    else:
+        done = (
+            "tokens deleted (Strava did not confirm the revocation: remove hillsync at"
+            " https://www.strava.com/settings/apps)"
+        )
+    kept = "" if result.deleted is not None else "; its runs are kept (--delete-data deletes them)"
+    cli.print(f"disconnected {kind} for {result.athlete}: {done}{kept}")
+    if result.deleted is not None:
+        cli.print(result.deleted.describe({"strava": "Strava", "garmin": "Garmin"}[kind.value]))
     return EXIT_OK
 
 
@@ -563,9 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", help="garmin: account e-mail")
     p.add_argument("--tokens", metavar="FILE", help="garmin: import a token file")
 
-    p = add("disconnect", cmd_disconnect, "forget an account's tokens")
+    p = add("disconnect", cmd_disconnect, "forget an account's tokens (Strava: and its data)")
     p.add_argument("kind", choices=[str(k) for k in ACCOUNT_KINDS], metavar="SOURCE")
     p.add_argument("--athlete", metavar="NAME")
+    p.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="garmin: also delete its activities (Strava's are always deleted)",
+    )
 
     p = add("sync", cmd_sync, "sync every source now, then evaluate and notify")
     p.add_argument("--source", metavar="NAME")

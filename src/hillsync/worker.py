@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
+from typing import TYPE_CHECKING
 
 import structlog
 import tenacity
@@ -23,8 +24,9 @@ from sqlalchemy.orm import Session
 from hillsync import alerts
 from hillsync.backoff import exponential
 from hillsync.clock import Clock, utc_now
-from hillsync.config import DEFAULT_ATHLETE, Settings
+from hillsync.config import DEFAULT_ATHLETE, NotifySettings, Settings
 from hillsync.errors import (
+    AccessRevoked,
     AuthRequired,
     ConfigError,
     HillsyncError,
@@ -37,9 +39,15 @@ from hillsync.notify import DeliveryResult, Notifier
 from hillsync.pipeline import store_batch
 from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
 from hillsync.retry import default_retrying, interruptible
-from hillsync.sources.base import SourceState
-from hillsync.store import outbox, repo
+from hillsync.sources.base import SourceState, rate_budget
+from hillsync.staleness import staleness
+from hillsync.store import health, outbox, repo
 from hillsync.store.db import Database
+from hillsync.store.deletion import delete_source_data
+from hillsync.store.tables import SyncState
+
+if TYPE_CHECKING:
+    from hillsync.sources.garmin import LoggedInClients
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +110,10 @@ class Worker:
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
         progress: Callable[[str, int, int | None], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
+        garmin_clients: LoggedInClients | None = None,
     ) -> None:
+        #: Logged-in Garmin clients, kept across cycles by whoever runs them (the daemon).
+        self.garmin_clients = garmin_clients
         self.settings = settings
         self.stop = stop
         self.db = db
@@ -117,10 +128,25 @@ class Worker:
         """Every configured source: folders from the config, accounts from the store."""
         with self.db.session(readonly=True) as session:
             accounts = [ConnectedAccount(a, k) for a, k in repo.connected_kinds(session)]
+            limits = {
+                name: budget.daily.limit
+                for name, view in repo.sync_state_views(session).items()
+                if (report := rate_budget(view.cursor)) is not None
+                for budget in report.budgets
+                if budget.name == "read"
+            }
         registry = Registry(
-            self.settings, environ=self.environ, clock=self.clock, retrying=self.retrying
+            self.settings,
+            environ=self.environ,
+            clock=self.clock,
+            retrying=self.retrying,
+            stop=self.stop,
+            garmin_clients=self.garmin_clients,
         )
-        return registry.specs(accounts)
+        specs = registry.specs(accounts, limits)
+        # The registry makes the clients on first use: keep them for the next cycle.
+        self.garmin_clients = registry.garmin_clients
+        return specs
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -183,6 +209,7 @@ class Worker:
             )
             state_id = state_row.id
         new = updated = rejected = deleted = waiting = 0
+        revoked = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
         # database failure) leaves it in error with a backoff, never as ok.
         status: str = "error"
@@ -207,6 +234,9 @@ class Worker:
                     next_sync = self.clock()
                     break
             status, error = "ok", None
+        except AccessRevoked as exc:
+            status, error, next_sync = "needs_auth", str(exc), None
+            revoked = True
         except AuthRequired as exc:
             status, error, next_sync = "needs_auth", str(exc), None
         except RateLimited as exc:
@@ -243,6 +273,16 @@ class Worker:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
                     repo.set_account_state(session, spec.athlete, spec.kind.value, "needs_auth")
+                if status == "ok":
+                    self._check_stale(session, spec, state_row)
+            if revoked:
+                # After the needs_auth message (committed above): the athlete revoked access,
+                # and Strava's API Agreement wants what came only from it deleted.
+                with self.db.session() as session:
+                    removed = delete_source_data(
+                        session, spec.athlete, spec.kind.value, keep_states=True
+                    )
+                log.warning("access_revoked", source=spec.name, deleted=removed.activities)
         outcome = SourceOutcome(
             spec.name,
             spec.kind,
@@ -266,6 +306,32 @@ class Worker:
             error=error,
         )
         return outcome
+
+    def _check_stale(self, session: Session, spec: SourceSpec, state_row: SyncState) -> None:
+        """Notice a source that delivered regularly and fell silent (once), and clear it
+        when a run arrives."""
+        athlete = self.settings.athletes.get(spec.athlete)
+        stale_days = athlete.notify.stale_days if athlete else NotifySettings().stale_days
+        now = self.clock()
+        stale = staleness(health.run_starts(session, state_row), now, stale_days)
+        if stale is None:
+            if state_row.stale_since is not None:
+                log.info("source_delivering_again", source=spec.name)
+                state_row.stale_since = None
+            return
+        if state_row.stale_since is not None:
+            return
+        state_row.stale_since = now
+        urls = athlete.notify.urls if athlete else ()
+        alerts.enqueue_stale(
+            session,
+            state_row.athlete_id,
+            spec.athlete,
+            spec.name,
+            stale,
+            [outbox.url_key(u.reveal()) for u in urls],
+            now,
+        )
 
     def _since(self, since: date | None) -> datetime:
         if since is not None:
@@ -403,6 +469,7 @@ class Daemon:
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
         self._failing: list[str] = []
+        self._garmin_clients: LoggedInClients | None = None
 
     @property
     def stopping(self) -> bool:
@@ -533,8 +600,10 @@ class Daemon:
             retrying=self.retrying,
             stop=lambda: self.stopping,
             progress=lambda _source, _items, _total: self.systemd.watchdog(),
+            garmin_clients=self._garmin_clients,
         )
         specs = worker.source_specs()
+        self._garmin_clients = worker.garmin_clients
         stored = 0
         for spec in specs:
             if self.stopping:

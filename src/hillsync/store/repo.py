@@ -272,6 +272,8 @@ class SyncStateView:
     lease_until: datetime | None
     cursor: Mapping[str, Any]
     rejected: tuple[RejectedView, ...] = ()
+    #: When this regularly delivering source was found silent (None: it is not).
+    stale_since: datetime | None = None
 
 
 def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[str, SyncStateView]:
@@ -295,6 +297,7 @@ def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[s
             lease_until=s.lease_until,
             cursor=dict(s.cursor or {}),
             rejected=rejected,
+            stale_since=s.stale_since,
         )
     return views
 

@@ -126,6 +126,8 @@ class SyncState(Base):
     next_sync: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: When this source, which delivered runs regularly, was found silent (None: it is not).
+    stale_since: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
 
