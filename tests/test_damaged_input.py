@@ -66,7 +66,7 @@ def salvaged_or_same(damaged: Activity | str, original: Activity) -> None:
     """Rejected, or flagged as salvaged, or exactly the original's figures."""
     if isinstance(damaged, str):
         return
-    if damaged.warning or damaged.raw.get("damaged"):
+    if damaged.warning or (damaged.raw or {}).get("damaged"):
         assert damaged.distance_m is None or damaged.distance_m <= (original.distance_m or 0) + 1
         return
     assert figures(damaged) == figures(original)
