@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from time import monotonic
+from typing import TYPE_CHECKING
 
 import structlog
 import tenacity
@@ -25,6 +26,9 @@ from hillsync.retry import default_retrying, interruptible
 from hillsync.store import outbox, repo
 from hillsync.store.db import Database
 from hillsync.worker import Worker
+
+if TYPE_CHECKING:
+    from hillsync.sources.garmin import LoggedInClients
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +79,8 @@ class Daemon:
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
         self._failing: list[str] = []
+        #: Logged-in Garmin clients, kept across cycles (one login per account and process).
+        self._garmin_clients: LoggedInClients | None = None
 
     @property
     def stopping(self) -> bool:
@@ -204,10 +210,13 @@ class Daemon:
             clock=self.clock,
             retrying=self.retrying,
             stop=lambda: self.stopping,
-            progress=lambda _source, _items: self.systemd.watchdog(),
+            progress=lambda _source, _items, _total: self.systemd.watchdog(),
+            garmin_clients=self._garmin_clients,
             heartbeat=self.systemd.watchdog,
         )
         result = worker.sync_cycle(due_only=True, evaluate=self._balance_due)
+        # The registry logs Garmin in on first use: keep the clients for the next cycle.
+        self._garmin_clients = worker.garmin_clients
         now = self.clock()
         self._count_synced(now, result.stored)
         if result.evaluated:

@@ -73,6 +73,10 @@ class RunView:
     elevation_gain_m: float | None
     elevation_loss_m: float | None
     sources: tuple[tuple[str, str], ...]
+    #: Where the label's gain and loss came from; None before `reclassify` filled it.
+    elevation_source: str | None = None
+    #: Why the label, in one line; None likewise.
+    reason: str | None = None
 
 
 def _utc_now() -> datetime:
@@ -173,7 +177,8 @@ def record_sync_result(
     next_sync: datetime | None,
     error: str | None,
 ) -> None:
-    """Record how a sync ended: `ok` resets the failure count, anything else adds one.
+    """Record how a sync ended: `ok` resets the failure count, a failure adds one, and an
+    `interrupted` sync (Ctrl-C) leaves it as it was.
 
     `last_sync` is the last successful sync; `error` must be a one-line, secret-free text.
     """
@@ -183,7 +188,7 @@ def record_sync_result(
     if status is SyncStatus.OK:
         state.last_sync = now
         state.failures = 0
-    else:
+    elif status is not SyncStatus.INTERRUPTED:
         state.failures = (state.failures or 0) + 1
     session.flush()
 
@@ -270,6 +275,8 @@ class SyncStateView:
     lease_until: datetime | None
     cursor: Mapping[str, Any]
     rejected: tuple[RejectedView, ...] = ()
+    #: When this regularly delivering source was found silent (None: it is not).
+    stale_since: datetime | None = None
 
 
 def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[str, SyncStateView]:
@@ -293,6 +300,7 @@ def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[s
             lease_until=s.lease_until,
             cursor=dict(s.cursor or {}),
             rejected=rejected,
+            stale_since=s.stale_since,
         )
     return views
 
@@ -355,6 +363,8 @@ def _activity_values(
         "flat_m": c.flat_m,
         "classifier_version": c.version,
         "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
     }
 
 
@@ -549,6 +559,8 @@ def list_runs(
             elevation_gain_m=run.elevation_gain_m,
             elevation_loss_m=run.elevation_loss_m,
             sources=tuple(sources.get(run.id, ())),
+            elevation_source=run.label_elevation_source,
+            reason=run.label_reason,
         )
         for run, name in rows
     ]
@@ -639,6 +651,8 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "flat_m": c.flat_m,
         "classifier_version": c.version,
         "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
     }
     if all(getattr(row, k) == v for k, v in new.items()):
         return False
