@@ -37,7 +37,7 @@ from hillsync.model import ClassifyParams
 try:
     from hillsync.pipeline import classify_activity
 except ImportError:  # before the application layer split the worker
-    from hillsync.worker import classify_activity
+    from hillsync.pipeline import classify_activity
 from hillsync.sources.fileformats import read_activities
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for activity in read_activities(Path(sys.argv[1])):

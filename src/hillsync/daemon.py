@@ -79,6 +79,7 @@ class Daemon:
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
         self._failing: list[str] = []
+        #: Logged-in Garmin clients, kept across cycles (one login per account and process).
         self._garmin_clients: LoggedInClients | None = None
 
     @property
@@ -210,11 +211,11 @@ class Daemon:
             retrying=self.retrying,
             stop=lambda: self.stopping,
             progress=lambda _source, _items, _total: self.systemd.watchdog(),
-            heartbeat=self.systemd.watchdog,
             garmin_clients=self._garmin_clients,
+            heartbeat=self.systemd.watchdog,
         )
         result = worker.sync_cycle(due_only=True, evaluate=self._balance_due)
-        # Logged-in Garmin clients live as long as the daemon, not one cycle.
+        # The registry logs Garmin in on first use: keep the clients for the next cycle.
         self._garmin_clients = worker.garmin_clients
         now = self.clock()
         self._count_synced(now, result.stored)
