@@ -44,6 +44,8 @@ EXIT_CONFIG = 2
 EXIT_PARTIAL = 3
 
 SOURCE_KINDS = ("strava", "garmin")
+#: With a push subscription, Strava sources are polled this seldom (a safety net).
+SAFETY_POLL_HOURS = 6
 
 
 class App:
@@ -700,6 +702,52 @@ def cmd_run(app: App) -> int:
     return daemon.run()
 
 
+def cmd_serve(app: App) -> int:
+    from hillsync.web.server import check_options, serve, web_options
+    from hillsync.webbackend import StoreBackend
+
+    options = web_options(app.settings, app.args.host, app.args.port)
+    check_options(options)
+    backend = StoreBackend(app.settings, app.db, app.environ)
+    try:
+        serve(backend, options, ready=lambda where: app.print(f"hillsync serving on {where}"))
+    except OSError as exc:
+        raise HillsyncError(
+            f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}"
+        ) from None
+    return EXIT_OK
+
+
+def cmd_webhook(app: App) -> int:
+    from hillsync.webbackend import webhook_show, webhook_subscribe, webhook_unsubscribe
+
+    action = app.args.action
+    if action == "subscribe":
+        if not app.args.public_url:
+            raise UsageError("webhook subscribe needs the server's public address (https://...)")
+        made = webhook_subscribe(app.settings, app.db, app.args.public_url)
+        app.print(
+            f"subscribed: Strava sends push events to {made.callback_url} (subscription"
+            f" {made.id}); Strava sources are now polled only every"
+            f" {SAFETY_POLL_HOURS} hours as a safety net"
+        )
+    elif action == "show":
+        found = webhook_show(app.settings, app.db)
+        if not found:
+            app.print("no push subscription: Strava sources are polled every poll_minutes")
+        for sub in found:
+            app.print(f"subscription {sub.id}: {sub.callback_url}")
+    else:
+        if app.args.public_url:
+            raise UsageError("webhook unsubscribe takes no address")
+        gone = webhook_unsubscribe(app.settings, app.db)
+        if gone:
+            app.print(f"unsubscribed {', '.join(map(str, gone))}: polling is back to poll_minutes")
+        else:
+            app.print("there was no push subscription")
+    return EXIT_OK
+
+
 def demo_settings(data: Path, db_path: Path) -> Settings:
     """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs."""
     from hillsync.config import DatabaseSettings
@@ -850,6 +898,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("db", cmd_db_upgrade, "database commands")
     p.add_argument("action", choices=["upgrade"])
+
+    p = add("serve", cmd_serve, "the web dashboard, browser connect flows, Strava push events")
+    p.add_argument("--host", help="address to listen on (default: [web] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: [web] port, 8722)")
+
+    p = add("webhook", cmd_webhook, "manage the Strava application's push subscription")
+    p.add_argument("action", choices=["subscribe", "unsubscribe", "show"])
+    p.add_argument("public_url", nargs="?", metavar="PUBLIC_URL")
 
     add("demo", cmd_demo, "one full cycle on bundled sample runs, on a throw-away database")
     return parser

@@ -403,12 +403,7 @@ def save_batch(
         else:
             dedupe.detach(session, row)
     for source_id in batch.deleted:
-        gone = _existing_rows(session, state.name, [source_id]).get(source_id)
-        if gone is not None and gone.deleted_at is None:
-            gone.deleted_at = now
-            gone.updated_at = now
-            dedupe.detach(session, gone)
-            deleted += 1
+        deleted += mark_deleted(session, state.name, source_id, now)
     _save_seen(session, state, batch, now)
     if batch.cursor is not None:
         state.cursor = _json_safe(batch.cursor) or {}
@@ -421,6 +416,20 @@ def save_batch(
         new=new, updated=updated, unchanged=unchanged, rejected=len(batch.rejected),
         deleted=deleted,
     )  # fmt: skip
+
+
+def mark_deleted(session: Session, source: str, source_id: str, now: datetime) -> bool:
+    """Mark an activity the source no longer has as deleted and take it out of its run.
+
+    False when it is unknown or already deleted.
+    """
+    gone = _existing_rows(session, source, [source_id]).get(source_id)
+    if gone is None or gone.deleted_at is not None:
+        return False
+    gone.deleted_at = now
+    gone.updated_at = now
+    dedupe.detach(session, gone)
+    return True
 
 
 def count_activities(session: Session) -> int:

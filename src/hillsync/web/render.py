@@ -81,6 +81,7 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         "nav": None,
         "csrf": "",
         "links": None,
+        "operator_links": None,
     }
     base.update(context)
     return environment().get_template(template).render(base)

@@ -1,0 +1,320 @@
+"""The web app's use cases over the store and the sources (`hillsync.web.backend.WebBackend`).
+
+Pages read through here only; a push event's effects (a source due at once, an activity
+gone, a revoked athlete's data deleted) are written here in one transaction each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
+from hillsync.dashboard import build_dashboard
+from hillsync.errors import HillsyncError, UsageError
+from hillsync.model import Secret
+from hillsync.report import Dashboard
+from hillsync.web.backend import (
+    ConnectResult,
+    RunPage,
+    ShareLinkRow,
+    SourceRow,
+    StravaEvent,
+)
+from hillsync.web.security import new_share_token, share_hash
+
+log = structlog.get_logger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def source_full_name(athlete: str, name: str) -> str:
+    """`strava` for the default athlete, `anna/strava` for the others."""
+    return name if athlete == DEFAULT_ATHLETE else f"{athlete}/{name}"
+
+
+def _budget_text(budget: Mapping[str, Any] | None) -> str | None:
+    if not budget:
+        return None
+    parts = []
+    for name in ("read", "overall"):
+        value = budget.get(name)
+        if isinstance(value, Mapping):
+            short, daily = value["15min"], value["daily"]
+            parts.append(
+                f"{name} {short['used']}/{short['limit']} this quarter hour,"
+                f" {daily['used']}/{daily['limit']} today"
+            )
+    return "; ".join(parts) or None
+
+
+class StoreBackend:
+    """Use cases of the pages over one open database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Any,
+        environ: Mapping[str, str],
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.environ = environ
+        self.clock = clock
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _athlete(self, name: str) -> AthleteSettings:
+        try:
+            return self.settings.athletes[name]
+        except KeyError:
+            if name == DEFAULT_ATHLETE:
+                return AthleteSettings(DEFAULT_ATHLETE)
+            raise UsageError(f"no athlete {name!r} in the config") from None
+
+    def athletes(self) -> Sequence[str]:
+        names = list(self.settings.athletes) or [DEFAULT_ATHLETE]
+        return sorted(names, key=lambda n: (n != DEFAULT_ATHLETE, n))
+
+    def dashboard(self, athlete: str) -> Dashboard:
+        return build_dashboard(self.db, self._athlete(athlete), self.clock())
+
+    def run_page(self, athlete: str, run_id: int) -> RunPage | None:
+        from hillsync.classify import segment_terrain, smooth
+        from hillsync.store import pages
+
+        with self.db.session(readonly=True) as session:
+            found = pages.run_with_profile(session, athlete, run_id)
+        if found is None:
+            return None
+        detail, profile = found
+        edges: Sequence[float] = ()
+        alt: Sequence[float] = ()
+        terrain: Sequence[Any] = ()
+        if profile is not None and profile.altitude_m.size >= 2:
+            e, a, terrain = segment_terrain(
+                profile, smooth(profile), self.settings.classify.grade_pct
+            )
+            edges, alt = e.tolist(), a.tolist()
+        return RunPage(
+            id=detail.id,
+            athlete=detail.athlete,
+            start_time=detail.start_time,
+            name=detail.name,
+            sport=detail.sport,
+            label=detail.label,
+            distance_m=detail.distance_m,
+            moving_time_s=detail.moving_time_s,
+            elevation_gain_m=detail.elevation_gain_m,
+            elevation_loss_m=detail.elevation_loss_m,
+            uphill_m=detail.uphill_m,
+            downhill_m=detail.downhill_m,
+            flat_m=detail.flat_m,
+            elevation_source=detail.elevation_source,
+            reason=detail.reason,
+            sources=detail.sources,
+            edges_m=edges,
+            altitude_m=alt,
+            terrain=terrain,
+        )
+
+    def sources(self) -> Sequence[SourceRow]:
+        from hillsync.cli import rate_budget
+        from hillsync.store import repo
+        from hillsync.worker import Worker
+
+        specs = Worker(self.settings, self.db, environ=self.environ).source_specs()
+        rows = []
+        with self.db.session(readonly=True) as session:
+            states = {s.name: s for s in repo.all_sync_states(session)}
+            for spec in specs:
+                st = states.get(spec.name)
+                rows.append(
+                    SourceRow(
+                        name=spec.name,
+                        kind=spec.kind,
+                        athlete=spec.athlete,
+                        state=st.state if st else "never_synced",
+                        last_sync=st.last_sync if st else None,
+                        next_sync=st.next_sync if st else None,
+                        last_error=st.last_error if st else None,
+                        rate_budget=_budget_text(rate_budget(st.cursor)) if st else None,
+                        rejected=tuple(
+                            (i.key, i.reason or "")
+                            for i in (repo.rejected_items(session, st) if st else [])
+                        ),
+                        connected=True if spec.kind in ("strava", "garmin") else None,
+                    )
+                )
+        return rows
+
+    # --- share links ----------------------------------------------------------------------
+
+    def add_share_link(self, athlete: str) -> str:
+        from hillsync.store import pages, repo
+
+        name = self._athlete(athlete).name
+        token = new_share_token()
+        with self.db.session() as session:
+            row = repo.ensure_athlete(session, name)
+            pages.add_share_link(session, row, share_hash(token), self.clock())
+        return token
+
+    def share_links(self, athlete: str) -> Sequence[ShareLinkRow]:
+        from hillsync.store import pages
+
+        with self.db.session(readonly=True) as session:
+            return [
+                ShareLinkRow(x.id, x.created_at, x.revoked_at)
+                for x in pages.share_links(session, athlete)
+            ]
+
+    def revoke_share_link(self, athlete: str, link_id: int) -> bool:
+        from hillsync.store import pages
+
+        with self.db.session() as session:
+            return pages.revoke_share_link(session, athlete, link_id, self.clock())
+
+    def athlete_of_share(self, token: str) -> str | None:
+        from hillsync.store import pages
+
+        with self.db.session(readonly=True) as session:
+            athlete = pages.athlete_of_share(session, share_hash(token))
+        # An athlete removed from the config has no pages any more.
+        return athlete if athlete in self.athletes() else None
+
+    # --- Strava push events ---------------------------------------------------------------
+
+    def strava_event(self, event: StravaEvent) -> str:
+        """Create/update: the athlete's Strava source due now; delete: the activity gone;
+        a deauthorization: the account and its Strava data deleted. Raises StoreError."""
+        from hillsync.store import pages, repo
+
+        now = self.clock()
+        with self.db.session() as session:
+            athlete = pages.athlete_of_remote(session, "strava", str(event.owner_id))
+            if athlete is None:
+                return "ignored: no athlete here is this Strava athlete"
+            source = source_full_name(athlete, "strava")
+            if event.object_type == "athlete":
+                if event.updates.get("authorized") == "false":
+                    return self._deauthorized(session, athlete)
+                return "ignored: athlete profile update"
+            if event.aspect_type == "delete":
+                gone = repo.mark_deleted(session, source, str(event.object_id), now)
+                pages.mark_due(session, source, now)  # the balance is evaluated after a sync
+                return "activity deleted" if gone else "ignored: activity not stored"
+            due = pages.mark_due(session, source, now)
+            return f"{source} due now" if due else f"{source} left as it is (parked)"
+
+    def _deauthorized(self, session: Any, athlete: str) -> str:
+        """The athlete revoked hillsync on Strava: forget the tokens and delete the data."""
+        from hillsync import paths
+        from hillsync.store import repo
+        from hillsync.store.deletion import delete_source_data
+
+        paths.token_path(self.environ, athlete, "strava").unlink(missing_ok=True)
+        deleted = delete_source_data(session, athlete, "strava")
+        repo.delete_account(session, athlete, "strava")
+        return "deauthorized: tokens and " + deleted.describe("Strava")
+
+    # --- connecting -----------------------------------------------------------------------
+
+    def strava_authorize_url(self, athlete: str, redirect_uri: str, state: str) -> str:
+        raise HillsyncError("connecting Strava in the browser is not available yet")
+
+    def strava_finish(self, athlete: str, code: str, scope: str) -> ConnectResult:
+        raise HillsyncError("connecting Strava in the browser is not available yet")
+
+    def garmin_login(self, athlete: str, email: str, password: str) -> ConnectResult:
+        raise HillsyncError("connecting Garmin in the browser is not available yet")
+
+    def garmin_mfa(self, athlete: str, client_state: str, code: str) -> ConnectResult:
+        raise HillsyncError("connecting Garmin in the browser is not available yet")
+
+    def garmin_tokens(self, athlete: str, data: bytes) -> ConnectResult:
+        raise HillsyncError("connecting Garmin in the browser is not available yet")
+
+    def disconnect(self, athlete: str, kind: str) -> str:
+        raise HillsyncError("disconnecting in the browser is not available yet")
+
+
+# --- the application's push subscription (`hillsync webhook`) ------------------------------
+
+
+def _push(settings: Settings, session: Any = None) -> tuple[Any, int]:
+    from hillsync.errors import ConfigError
+    from hillsync.sources.strava.push import PushSubscriptions
+
+    strava = settings.strava
+    if strava.client_id is None or strava.client_secret is None:
+        raise ConfigError(
+            "sources.strava.client_id and client_secret: required to manage the push subscription"
+        )
+    return PushSubscriptions(strava.client_id, strava.client_secret, session=session), (
+        strava.client_id
+    )
+
+
+def webhook_subscribe(settings: Settings, db: Any, public_url: str, *, session: Any = None) -> Any:
+    """Subscribe the Strava application to push events at PUBLIC_URL/strava/webhook.
+
+    `hillsync serve` must answer there already: Strava validates the address before it
+    answers. Raises ConfigError (no verify token, no application, bad URL), AuthRequired,
+    SourceUnavailable, StoreError.
+    """
+    from hillsync.errors import ConfigError
+    from hillsync.sources.strava.push import callback_url
+    from hillsync.store import pages
+
+    token: Secret | None = getattr(settings.strava, "webhook_verify_token", None)
+    if token is None:
+        raise ConfigError(
+            "sources.strava.webhook_verify_token: required to subscribe (the same value"
+            " `hillsync serve` checks)"
+        )
+    url = callback_url(public_url)
+    push, client_id = _push(settings, session)
+    made = push.subscribe(url, token)
+    with db.session() as s:
+        pages.save_push_subscription(s, client_id, made.id, url, _utc_now())
+    return made
+
+
+def webhook_show(settings: Settings, db: Any, *, session: Any = None) -> list[Any]:
+    """The application's subscriptions as Strava lists them (the store follows Strava).
+
+    Raises ConfigError, AuthRequired, SourceUnavailable, StoreError.
+    """
+    from hillsync.store import pages
+
+    push, client_id = _push(settings, session)
+    found = push.show()
+    with db.session() as s:
+        if found:
+            sub = found[0]
+            pages.save_push_subscription(s, client_id, sub.id, sub.callback_url, _utc_now())
+        else:
+            pages.forget_push_subscription(s, client_id)
+    return list(found)
+
+
+def webhook_unsubscribe(settings: Settings, db: Any, *, session: Any = None) -> list[int]:
+    """Delete the application's subscription; polling returns to `poll_minutes`.
+
+    Raises ConfigError, AuthRequired, SourceUnavailable, StoreError.
+    """
+    from hillsync.store import pages
+
+    push, client_id = _push(settings, session)
+    gone: list[int] = push.unsubscribe()
+    with db.session() as s:
+        pages.forget_push_subscription(s, client_id)
+    return gone
