@@ -414,11 +414,14 @@ class TestWebhook:
         """A new activity event answers 200 and leaves the athlete's Strava source due at once."""
         site.add_strava()
         before = site.strava_state()
-        assert before is not None and before.next_sync is not None and before.next_sync > NOW
+        assert before is not None
+        assert before.next_sync is not None
+        assert before.next_sync > NOW
         r = site.client().post("/strava/webhook", json=event())
         assert r.status_code == 200
         after = site.strava_state()
-        assert after is not None and after.next_sync == NOW
+        assert after is not None
+        assert after.next_sync == NOW
 
     def test_update_of_a_stranger_changes_nothing(self, site: Site) -> None:
         """An event for a Strava athlete nobody here connected is acknowledged and ignored."""
@@ -426,17 +429,22 @@ class TestWebhook:
         r = site.client().post("/strava/webhook", json=event(owner_id=42, aspect_type="update"))
         assert r.status_code == 200
         state = site.strava_state()
-        assert state is not None and state.next_sync == NOW + timedelta(hours=6)
+        assert state is not None
+        assert state.next_sync == NOW + timedelta(hours=6)
 
     def test_delete_removes_the_activity(self, site: Site) -> None:
         """A delete event marks the stored activity deleted and takes it out of its run."""
         site.add_strava()
         row = site.strava_activity()
-        assert row is not None and row.deleted_at is None and row.run_id is not None
+        assert row is not None
+        assert row.deleted_at is None
+        assert row.run_id is not None
         r = site.client().post("/strava/webhook", json=event(aspect_type="delete", object_id=777))
         assert r.status_code == 200
         row = site.strava_activity()
-        assert row is not None and row.deleted_at is not None and row.run_id is None
+        assert row is not None
+        assert row.deleted_at is not None
+        assert row.run_id is None
 
     def test_deauthorization_deletes_the_strava_data(self, site: Site) -> None:
         """`authorized: false` forgets the tokens, the account and every Strava activity."""
