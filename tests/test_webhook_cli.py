@@ -75,7 +75,8 @@ class TestWebhookCommand:
         assert code == 0, err
         assert "120475" in out
         assert "6 hours" in out
-        assert SECRET not in out + err and VERIFY not in out + err
+        assert SECRET not in out + err
+        assert VERIFY not in out + err
         assert urlsplit(rsps.calls[0].request.url).query == ""  # the secret stays out of the URL
         assert env.stored() == {4242}
 
