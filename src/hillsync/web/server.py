@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
-
 import structlog
 
+from hillsync.config import Settings
 from hillsync.errors import ConfigError
-from hillsync.model import Secret
 from hillsync.web.app import WebOptions, create_app
 from hillsync.web.backend import WebBackend
 from hillsync.web.security import is_loopback
@@ -32,18 +30,15 @@ def check_options(options: WebOptions) -> None:
         raise ConfigError("web.public_url: must start with https:// or http://")
 
 
-def web_options(settings: Any, host: str | None, port: int | None) -> WebOptions:
+def web_options(settings: Settings, host: str | None, port: int | None) -> WebOptions:
     """The server's options: command-line host/port over `[web]`, the webhook token."""
-    web = getattr(settings, "web", None)
-    strava = getattr(settings, "strava", None)
-    password: Secret | None = getattr(web, "password", None)
-    token: Secret | None = getattr(strava, "webhook_verify_token", None)
+    web = settings.web
     return WebOptions(
-        host=host or getattr(web, "host", None) or "127.0.0.1",
-        port=port or getattr(web, "port", None) or 8722,
-        public_url=getattr(web, "public_url", None),
-        password=password,
-        webhook_verify_token=token,
+        host=host or web.host,
+        port=port or web.port,
+        public_url=web.public_url,
+        password=web.password,
+        webhook_verify_token=settings.strava.webhook_verify_token,
     )
 
 
