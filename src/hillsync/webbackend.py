@@ -16,6 +16,7 @@ from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.dashboard import build_dashboard
 from hillsync.errors import HillsyncError, UsageError
 from hillsync.model import Secret
+from hillsync.prompted import PromptedLogins
 from hillsync.report import Dashboard
 from hillsync.web.backend import (
     ConnectResult,
@@ -63,11 +64,14 @@ class StoreBackend:
         environ: Mapping[str, str],
         *,
         clock: Callable[[], datetime] = _utc_now,
+        garmin_factory: Callable[..., Any] | None = None,
     ) -> None:
+        self.garmin_factory = garmin_factory
         self.settings = settings
         self.db = db
         self.environ = environ
         self.clock = clock
+        self._logins: PromptedLogins[Any] = PromptedLogins()
 
     # --- reading --------------------------------------------------------------------------
 
@@ -234,13 +238,91 @@ class StoreBackend:
         raise HillsyncError("connecting Strava in the browser is not available yet")
 
     def garmin_login(self, athlete: str, email: str, password: str) -> ConnectResult:
-        raise HillsyncError("connecting Garmin in the browser is not available yet")
+        """Log in with the password (held only by this call's thread, never written).
+
+        Returns a pending login id in `pending_mfa` when Garmin asks for an MFA code.
+        """
+        from hillsync import paths
+        from hillsync.sources.garmin import connect_garmin
+
+        name = self._athlete(athlete).name
+        token_dir = paths.token_dir(self.environ, name, "garmin")
+        # Only the password prompt may see the password; the environment's is not used.
+        environ = {k: v for k, v in self.environ.items() if not k.startswith("HILLSYNC_GARMIN")}
+
+        def run(ask_code: Callable[[], str], say: Callable[[str], None]) -> Any:
+            factory = {"garmin_factory": self.garmin_factory} if self.garmin_factory else {}
+            account = connect_garmin(
+                token_dir,
+                email=email,
+                password_prompt=lambda: password,
+                mfa_prompt=ask_code,
+                environ=environ,
+                **factory,
+            )
+            self._record(name, "garmin", account.remote_id, account.display_name, token_dir, None)
+            return account
+
+        return self._garmin_step(name, self._logins.start(run))
 
     def garmin_mfa(self, athlete: str, client_state: str, code: str) -> ConnectResult:
-        raise HillsyncError("connecting Garmin in the browser is not available yet")
+        step = self._logins.answer(client_state, code)
+        if step is None:
+            return ConnectResult(False, "This Garmin login is no longer waiting: start again.")
+        return self._garmin_step(athlete, step)
+
+    def _garmin_step(self, athlete: str, step: Any) -> ConnectResult:
+        if step.login is not None:
+            note = " ".join(step.notes)
+            return ConnectResult(False, note or "Garmin asks for an MFA code.", step.login)
+        if step.error is not None:
+            if isinstance(step.error, HillsyncError):
+                return ConnectResult(False, str(step.error))
+            log.error("garmin_connect_failed", error=type(step.error).__name__)
+            return ConnectResult(False, "The Garmin login failed unexpectedly (see the log).")
+        who = step.result.display_name or step.result.remote_id or "account"
+        return ConnectResult(True, f"Garmin {who} is connected for {athlete}.")
 
     def garmin_tokens(self, athlete: str, data: bytes) -> ConnectResult:
-        raise HillsyncError("connecting Garmin in the browser is not available yet")
+        """Import an uploaded garminconnect token file (verified by a token login)."""
+        import tempfile
+        from pathlib import Path
+
+        from hillsync import paths
+        from hillsync.sources.garmin import import_garmin_tokens
+
+        name = self._athlete(athlete).name
+        token_dir = paths.token_dir(self.environ, name, "garmin")
+        with tempfile.TemporaryDirectory(prefix="hillsync-upload-") as tmp:
+            upload = Path(tmp) / "garmin_tokens.json"
+            upload.write_bytes(data)
+            upload.chmod(0o600)
+            try:
+                factory = {"garmin_factory": self.garmin_factory} if self.garmin_factory else {}
+                account = import_garmin_tokens(upload, token_dir, **factory)
+            except HillsyncError as exc:
+                return ConnectResult(False, str(exc))
+        self._record(name, "garmin", account.remote_id, account.display_name, token_dir, None)
+        who = account.display_name or account.remote_id or "account"
+        return ConnectResult(True, f"Garmin {who} is connected for {name} (token file imported).")
+
+    def _record(
+        self,
+        athlete: str,
+        kind: str,
+        remote_id: str | None,
+        display_name: str | None,
+        token_path: Any,
+        scope: str | None,
+    ) -> None:
+        from hillsync.store import repo
+
+        with self.db.session() as session:
+            row = repo.ensure_athlete(session, athlete)
+            repo.upsert_account(
+                session, row, kind, remote_id, display_name, str(token_path), scope, self.clock()
+            )
+            repo.clear_needs_auth(session, source_full_name(athlete, kind))
 
     def disconnect(self, athlete: str, kind: str) -> str:
         raise HillsyncError("disconnecting in the browser is not available yet")
