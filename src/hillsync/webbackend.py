@@ -203,6 +203,9 @@ class StoreBackend:
 
         now = self.clock()
         with self.db.session() as session:
+            known = pages.push_subscription_ids(session)
+            if known and event.subscription_id not in known:
+                return "ignored: not our push subscription"
             athlete = pages.athlete_of_remote(session, "strava", str(event.owner_id))
             if athlete is None:
                 return "ignored: no athlete here is this Strava athlete"

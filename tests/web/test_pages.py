@@ -323,6 +323,23 @@ class TestWebhook:
         assert after is not None
         assert after.next_sync == NOW
 
+    def test_event_of_another_subscription_is_ignored(self, site: Site) -> None:
+        """With a subscription made here, an event naming another one changes nothing."""
+        from hillsync.store import pages
+
+        site.add_strava()
+        with site.db.session() as session:
+            pages.save_push_subscription(session, 4242, 999, "https://x/strava/webhook", NOW)
+        r = site.client().post("/strava/webhook", json=event())  # subscription 120475
+        assert r.status_code == 200
+        state = site.strava_state()
+        assert state is not None
+        assert state.next_sync == NOW + timedelta(hours=6)
+        site.client().post("/strava/webhook", json=event(subscription_id=999))
+        state = site.strava_state()
+        assert state is not None
+        assert state.next_sync == NOW
+
     def test_update_of_a_stranger_changes_nothing(self, site: Site) -> None:
         """An event for a Strava athlete nobody here connected is acknowledged and ignored."""
         site.add_strava()

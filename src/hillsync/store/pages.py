@@ -237,3 +237,8 @@ def forget_push_subscription(session: Session, client_id: int) -> bool:
 def push_client_ids(session: Session) -> set[int]:
     """The Strava applications with a push subscription."""
     return set(session.scalars(select(PushSubscription.client_id)))
+
+
+def push_subscription_ids(session: Session) -> set[int]:
+    """The ids of the push subscriptions made here (events of others are not ours)."""
+    return set(session.scalars(select(PushSubscription.subscription_id)))
