@@ -44,8 +44,6 @@ EXIT_CONFIG = 2
 EXIT_PARTIAL = 3
 
 SOURCE_KINDS = ("strava", "garmin")
-#: With a push subscription, Strava sources are polled this seldom (a safety net).
-SAFETY_POLL_HOURS = 6
 
 
 class App:
@@ -720,6 +718,7 @@ def cmd_serve(app: App) -> int:
 
 def cmd_webhook(app: App) -> int:
     from hillsync.webbackend import webhook_show, webhook_subscribe, webhook_unsubscribe
+    from hillsync.worker import SAFETY_POLL_MINUTES
 
     action = app.args.action
     if action == "subscribe":
@@ -729,7 +728,7 @@ def cmd_webhook(app: App) -> int:
         app.print(
             f"subscribed: Strava sends push events to {made.callback_url} (subscription"
             f" {made.id}); Strava sources are now polled only every"
-            f" {SAFETY_POLL_HOURS} hours as a safety net"
+            f" {SAFETY_POLL_MINUTES / 60:g} hours as a safety net"
         )
     elif action == "show":
         found = webhook_show(app.settings, app.db)

@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import monotonic
@@ -44,7 +44,7 @@ from hillsync.model import (
 )
 from hillsync.notify import DeliveryResult, Notifier
 from hillsync.sources.base import Source, SourceState
-from hillsync.store import outbox, repo
+from hillsync.store import outbox, pages, repo
 from hillsync.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -205,12 +205,21 @@ class Worker:
         with self.db.session() as session:
             accounts = repo.list_accounts(session)
             account_rows = [(a.athlete_name, a.kind) for a in accounts]
+            pushed = pages.push_client_ids(session)
         for athlete_name, kind in account_rows:
             if kind == "strava":
-                specs.append(self._strava_spec(athlete_name))
+                specs.append(self._with_push(self._strava_spec(athlete_name), pushed))
             elif kind == "garmin":
                 specs.append(self._garmin_spec(athlete_name))
         return specs
+
+    def _with_push(self, spec: SourceSpec, pushed: set[int]) -> SourceSpec:
+        """A Strava source whose application has a push subscription is polled only every
+        SAFETY_POLL_MINUTES: its push events make it due at once (`hillsync serve`)."""
+        client_id = self.settings.strava_app(spec.athlete).client_id
+        if client_id is None or client_id not in pushed:
+            return spec
+        return replace(spec, poll_minutes=max(spec.poll_minutes, SAFETY_POLL_MINUTES))
 
     def _folder_spec(
         self, athlete: AthleteSettings, name: str, path: Path, poll: float
@@ -503,6 +512,12 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
 #: How often the balance is evaluated when nothing new arrived (the window moves,
 #: reminders fall due).
 BALANCE_EVERY = timedelta(days=1)
+#: With a push subscription, Strava sources are polled this seldom: a safety net for a lost
+#: event (Strava retries an unanswered event 3 times, then drops it).
+SAFETY_POLL_MINUTES = 360.0
+#: While it sleeps, the daemon asks the database this often whether a source became due
+#: sooner (a Strava push event through `hillsync serve`).
+DUE_CHECK_S = 2.0
 
 
 class Daemon:
@@ -525,6 +540,7 @@ class Daemon:
         clock: Clock = utc_now,
         max_sleep_s: float = 300.0,
         min_sleep_s: float = 1.0,
+        due_check_s: float = DUE_CHECK_S,
     ) -> None:
         from hillsync.systemd import SystemdNotifier
 
@@ -535,6 +551,9 @@ class Daemon:
         # A floor on every sleep, so that a due time that stays in the past (a clock jump,
         # another worker holding a lease) costs one cycle a second, never a hot loop.
         self.min_sleep_s = min_sleep_s
+        self.due_check_s = due_check_s
+        # What the sleep watches: the database, this config's sources, the planned next sync.
+        self._watch: tuple[Database, frozenset[str], datetime | None] | None = None
         self.systemd = SystemdNotifier(environ)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -647,9 +666,32 @@ class Daemon:
         self._wait(seconds, self._stop)
 
     def pause(self, seconds: float) -> None:
-        """Sleep `seconds` or until a signal, feeding the watchdog at least every half period."""
-        self._wait(seconds, self._wake)
+        """Sleep `seconds`, or until a signal, or until a source is due sooner than planned
+        (`hillsync serve` marks one due on a Strava push event), feeding the watchdog at
+        least every half period. The database is asked every `due_check_s` seconds: one
+        small query, on SQLite and PostgreSQL alike."""
+        deadline = monotonic() + seconds
+        while not self._wake.is_set():
+            left = deadline - monotonic()
+            if left <= 0:
+                break
+            self._wait(min(left, self.due_check_s), self._wake)
+            if self._due_sooner():
+                log.info("woken: a source is due sooner than planned")
+                break
         self._wake.clear()
+
+    def _due_sooner(self) -> bool:
+        """True when one of this config's sources became due before the planned next sync."""
+        if self._watch is None:
+            return False
+        db, names, planned = self._watch
+        try:
+            with db.session(readonly=True) as session:
+                due = pages.earliest_due(session, names)
+        except StoreError:
+            return False  # the next cycle reports the database; sleeping on is harmless
+        return due is not None and (planned is None or due < planned)
 
     def _wait(self, seconds: float, event: threading.Event) -> None:
         deadline = monotonic() + seconds
@@ -699,6 +741,7 @@ class Daemon:
             self.systemd.watchdog()
             worker.deliver()
         next_sync, next_due = self.next_times(worker, db, specs)
+        self._watch = (db, frozenset(s.name for s in specs), next_sync)
         self.systemd.status(self.status_line(self._reports, next_sync))
         return self.sleep_seconds(next_due)
 

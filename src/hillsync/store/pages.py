@@ -7,7 +7,7 @@ figures the run carries, see `runs.refresh`); a run page also needs that activit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -197,9 +197,14 @@ def mark_due(session: Session, source: str, now: datetime) -> bool:
     return True
 
 
-def earliest_due(session: Session) -> datetime | None:
-    """The soonest `next_sync` of any source not waiting for re-authentication."""
-    stmt = select(func.min(SyncState.next_sync)).where(SyncState.state != "needs_auth")
+def earliest_due(session: Session, names: Collection[str]) -> datetime | None:
+    """The soonest `next_sync` of the sources `names` not waiting for re-authentication.
+
+    One small query: the daemon asks it every few seconds while it sleeps.
+    """
+    stmt = select(func.min(SyncState.next_sync)).where(
+        SyncState.state != "needs_auth", SyncState.name.in_(list(names))
+    )
     value = session.scalar(stmt)
     if isinstance(value, str):  # func.min bypasses the column type on SQLite
         value = datetime.fromisoformat(value)

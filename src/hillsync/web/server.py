@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from types import FrameType
+from typing import Any
+
 import structlog
 
 from hillsync.config import Settings
@@ -13,6 +19,8 @@ from hillsync.web.backend import WebBackend
 from hillsync.web.security import is_loopback
 
 log = structlog.get_logger(__name__)
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def check_options(options: WebOptions) -> None:
@@ -42,6 +50,37 @@ def web_options(settings: Settings, host: str | None, port: int | None) -> WebOp
     )
 
 
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping cleanly on SIGTERM/SIGINT with exit code 0.
+
+        uvicorn re-raises the stop signal after its graceful shutdown, so the process would
+        die by SIGTERM; `hillsync serve`, like `hillsync run`, exits 0 on a stop request.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self._stop) for sig in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def _stop(self, sig: int, _frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: do not wait for open requests
+            else:
+                self.should_exit = True
+
+    return Server
+
+
 def serve(
     backend: WebBackend,
     options: WebOptions,
@@ -69,7 +108,7 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     where = f"http://{options.host}:{options.port}"
     log.info("web_serving", address=where, login=options.login_required)
     if ready is not None:
