@@ -54,7 +54,8 @@ def _detail(run: Run, athlete: str) -> tuple[RunDetail, ActivityRow | None]:
     members = [a for a in run.activities if a.deleted_at is None and a.is_run]
     best = dedupe.best_activity(members)
     inputs = best.classify_inputs if best is not None else {}
-    reason = inputs.get("reason") if isinstance(inputs, dict) else None
+    reason = inputs.get("label_reason") if isinstance(inputs, dict) else None
+    basis = inputs.get("elevation_basis") if isinstance(inputs, dict) else None
     detail = RunDetail(
         id=run.id,
         athlete=athlete,
@@ -69,7 +70,7 @@ def _detail(run: Run, athlete: str) -> tuple[RunDetail, ActivityRow | None]:
         uphill_m=run.uphill_m,
         downhill_m=run.downhill_m,
         flat_m=run.flat_m,
-        elevation_source=best.elevation_source if best is not None else None,
+        elevation_source=str(basis) if basis else None,
         reason=str(reason) if reason else None,
         sources=tuple(sorted((a.source, a.source_id) for a in members)),
     )

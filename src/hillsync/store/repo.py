@@ -255,6 +255,16 @@ def _unknown(activity: Activity) -> Classification:
     )
 
 
+def _classify_record(c: Classification) -> dict[str, Any]:
+    """What is kept of a classification beside its figures: its inputs, and the one-line
+    reason and elevation basis (device|profile|summary|none) that pages and JSON show."""
+    record = _json_safe(c.inputs) or {}
+    if c.reason:  # the classifier always gives one; a hand-made classification may not
+        record["label_reason"] = c.reason
+        record["elevation_basis"] = c.elevation_source
+    return record
+
+
 def _activity_values(
     activity: Activity,
     profile: Profile | None,
@@ -295,7 +305,7 @@ def _activity_values(
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe(c.inputs) or {},
+        "classify_inputs": _classify_record(c),
     }
 
 
@@ -593,7 +603,7 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe(c.inputs) or {},
+        "classify_inputs": _classify_record(c),
     }
     if all(getattr(row, k) == v for k, v in new.items()):
         return False
