@@ -212,7 +212,10 @@ class StoreBackend:
             source = source_full_name(athlete, "strava")
             if event.object_type == "athlete":
                 if event.updates.get("authorized") == "false":
-                    return self._deauthorized(session, athlete)
+                    # Anyone can post to the webhook: the sync confirms the revocation with
+                    # Strava (its 401) before anything is forgotten.
+                    pages.mark_due(session, source, now)
+                    return f"{source} due now to confirm the deauthorization"
                 return "ignored: athlete profile update"
             if event.aspect_type == "delete":
                 gone = repo.mark_deleted(session, source, str(event.object_id), now)
@@ -221,24 +224,7 @@ class StoreBackend:
             due = pages.mark_due(session, source, now)
             return f"{source} due now" if due else f"{source} left as it is (parked)"
 
-    def _deauthorized(self, session: Any, athlete: str) -> str:
-        """The athlete revoked hillsync on Strava: forget the tokens and delete the data."""
-        from hillsync import paths
-        from hillsync.store import repo
-        from hillsync.store.deletion import delete_source_data
-
-        paths.token_path(self.environ, athlete, "strava").unlink(missing_ok=True)
-        deleted = delete_source_data(session, athlete, "strava")
-        repo.delete_account(session, athlete, "strava")
-        return "deauthorized: tokens and " + deleted.describe("Strava")
-
     # --- connecting -----------------------------------------------------------------------
-
-    def strava_authorize_url(self, athlete: str, redirect_uri: str, state: str) -> str:
-        raise HillsyncError("connecting Strava in the browser is not available yet")
-
-    def strava_finish(self, athlete: str, code: str, scope: str) -> ConnectResult:
-        raise HillsyncError("connecting Strava in the browser is not available yet")
 
     def garmin_login(self, athlete: str, email: str, password: str) -> ConnectResult:
         """Log in with the password (held only by this call's thread, never written).
@@ -326,9 +312,6 @@ class StoreBackend:
                 session, row, kind, remote_id, display_name, str(token_path), scope, self.clock()
             )
             repo.clear_needs_auth(session, source_full_name(athlete, kind))
-
-    def disconnect(self, athlete: str, kind: str) -> str:
-        raise HillsyncError("disconnecting in the browser is not available yet")
 
 
 # --- the application's push subscription (`hillsync webhook`) ------------------------------

@@ -51,11 +51,13 @@ class TestDashboardInBrowser:
     def test_run_page_renders_its_profile(self, site: Site) -> None:
         """A run page's profile chart loads."""
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
 
         run_id = site.run_ids()[-2]
         with running(app_of(site)) as url, chromium() as driver:
             driver.get(f"{url}/a/me")
             driver.find_element(By.CSS_SELECTOR, f'a[href="/a/me/runs/{run_id}"]').click()
+            WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/runs/{run_id}"))
             img = driver.find_element(By.CSS_SELECTOR, "#profile-chart img")
             assert driver.execute_script("return arguments[0].naturalWidth", img) > 300
             assert console_errors(driver) == []
@@ -67,6 +69,7 @@ class TestLoginInBrowser:
     def test_login(self, site: Site) -> None:
         """Wrong password: refused; right password: the page asked for opens."""
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
 
         app = app_of(site, host=PUBLIC, password=Secret(PASSWORD))
         with running(app) as url, chromium() as driver:
@@ -74,10 +77,10 @@ class TestLoginInBrowser:
             assert driver.current_url.startswith(f"{url}/login")
             driver.find_element(By.ID, "password").send_keys("wrong")
             driver.find_element(By.CSS_SELECTOR, "#login button").click()
-            assert "Wrong password" in driver.page_source
+            WebDriverWait(driver, 20).until(lambda d: "Wrong password" in d.page_source)
             driver.find_element(By.ID, "password").send_keys(PASSWORD)
             driver.find_element(By.CSS_SELECTOR, "#login button").click()
-            assert driver.current_url == f"{url}/sources"
+            WebDriverWait(driver, 20).until(lambda d: d.current_url == f"{url}/sources")
             assert driver.find_element(By.TAG_NAME, "h1").text == "Sources"
             cookie = driver.get_cookie("hillsync_session")
             assert cookie is not None

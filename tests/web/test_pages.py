@@ -15,7 +15,7 @@ from hillsync.cli import main
 from hillsync.errors import ConfigError
 from hillsync.model import Activity, Batch, Secret
 from hillsync.store import repo
-from hillsync.store.tables import ActivityRow, Athlete
+from hillsync.store.tables import ActivityRow
 from hillsync.web.app import WebOptions, create_app
 from hillsync.web.server import check_options
 
@@ -100,8 +100,7 @@ class TestPages:
         r = site.client().get("/sources")
         assert r.status_code == 200
         assert "strava" in r.text
-        assert "Connect Strava" in r.text
-        assert "Disconnect" in r.text
+        assert "Connect Garmin" in r.text
         assert VERIFY not in r.text
 
     def test_stylesheet_is_local(self, site: Site) -> None:
@@ -196,8 +195,7 @@ class TestLogin:
         client.get("/a/me/share")
         assert client.post("/a/me/share", data={}).status_code == 403
         assert client.post("/a/me/share", data={"csrf": "forged-token-value"}).status_code == 403
-        site.add_strava()
-        r = client.post("/disconnect", data={"athlete": "me", "kind": "strava"})
+        r = client.post("/a/me/share/revoke", data={"link": "1"})
         assert r.status_code == 403
 
     def test_non_loopback_needs_a_password(self) -> None:
@@ -363,8 +361,9 @@ class TestWebhook:
         assert row.deleted_at is not None
         assert row.run_id is None
 
-    def test_deauthorization_deletes_the_strava_data(self, site: Site) -> None:
-        """`authorized: false` forgets the tokens, the account and every Strava activity."""
+    def test_deauthorization_is_confirmed_by_a_sync(self, site: Site) -> None:
+        """`authorized: false` makes the source due, so the sync confirms it with Strava
+        (a forged event cannot delete anything); nothing is deleted by the event itself."""
         site.add_strava()
         r = site.client().post(
             "/strava/webhook",
@@ -372,12 +371,10 @@ class TestWebhook:
                        updates={"authorized": "false"}),
         )  # fmt: skip
         assert r.status_code == 200
-        assert site.strava_activity() is None
-        assert not site.token_file.exists()
-        with site.db.session(readonly=True) as session:
-            assert repo.get_account(session, "me", "strava") is None
-            assert session.query(Athlete).filter_by(name="me").one()  # the athlete stays
-        assert site.run_ids()  # the folder's runs stay
+        state = site.strava_state()
+        assert state is not None
+        assert state.next_sync == NOW
+        assert site.strava_activity() is not None
 
     @pytest.mark.parametrize(
         "body",
