@@ -8,20 +8,14 @@ import stat
 import responses
 from websupport import Site, csrf_of
 
+from hillsync.app.web import WebUseCases
 from hillsync.store import repo
-from hillsync.webbackend import StoreBackend
 from test_garmin import PASSWORD as GARMIN_PASSWORD
 from test_garmin import REFRESH_TOKEN, FakeMfaGarmin, add_profile, mfa_factory, token_json
 
 
 def garmin_site(site: Site, fake: FakeMfaGarmin) -> Site:
-    site.backend = StoreBackend(
-        site.settings,
-        site.db,
-        site.env,
-        clock=lambda: site.clock_now,
-        garmin_factory=mfa_factory(fake),
-    )
+    site.backend = WebUseCases(site.ctx, garmin_factory=mfa_factory(fake))
     return site
 
 

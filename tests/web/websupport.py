@@ -11,14 +11,15 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from hillsync.app.context import AppContext
+from hillsync.app.web import WebUseCases
 from hillsync.cli import main
 from hillsync.config import load_settings
 from hillsync.model import Activity, Batch, Secret
 from hillsync.store import repo
-from hillsync.store.db import Database, open_database
+from hillsync.store.db import Database
 from hillsync.store.tables import ActivityRow, SyncState
 from hillsync.web.app import WebOptions, create_app
-from hillsync.webbackend import StoreBackend
 
 PASSWORD = "correct horse battery staple"
 VERIFY = "strava-verify-token-1234"
@@ -55,9 +56,10 @@ class Site:
             f'[[sources.folder]]\npath = "{demo}"\n'
         )
         self.settings = load_settings(config, self.env)
-        self.db: Database = open_database(f"sqlite:///{tmp / 'h.db'}")
         self.clock_now = NOW
-        self.backend = StoreBackend(self.settings, self.db, self.env, clock=lambda: self.clock_now)
+        self.ctx = AppContext(self.settings, self.env, clock=lambda: self.clock_now)
+        self.db: Database = self.ctx.db
+        self.backend = WebUseCases(self.ctx)
 
     def client(self, **options: Any) -> TestClient:
         opts = WebOptions(webhook_verify_token=Secret(VERIFY), **options)
