@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websupport import Site, sync_samples
+
+from web.websupport import Site, sync_samples
 
 
 @pytest.fixture(scope="session")

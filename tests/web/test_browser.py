@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import chromium, console_errors, running
-from websupport import PASSWORD, PUBLIC, Site
 
 from hillsync.model import Secret
 from hillsync.web.app import WebOptions, create_app
+from web.browser import chromium, console_errors, running
+from web.websupport import PASSWORD, PUBLIC, Site
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -6,12 +6,12 @@ import json
 import stat
 
 import responses
-from websupport import Site, csrf_of
 
 from hillsync.app.web import WebUseCases
 from hillsync.store import repo
 from test_garmin import PASSWORD as GARMIN_PASSWORD
 from test_garmin import REFRESH_TOKEN, FakeMfaGarmin, add_profile, mfa_factory, token_json
+from web.websupport import Site, csrf_of
 
 
 def garmin_site(site: Site, fake: FakeMfaGarmin) -> Site:

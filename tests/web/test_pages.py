@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from websupport import NOW, PASSWORD, PUBLIC, STRAVA_ATHLETE, VERIFY, Site, csrf_of
 
 from hillsync.cli import main
 from hillsync.errors import ConfigError
@@ -18,6 +17,7 @@ from hillsync.store import repo
 from hillsync.store.tables import ActivityRow
 from hillsync.web.app import WebOptions, create_app
 from hillsync.web.server import check_options
+from web.websupport import NOW, PASSWORD, PUBLIC, STRAVA_ATHLETE, VERIFY, Site, csrf_of
 
 
 def event(**overrides: Any) -> dict[str, Any]:

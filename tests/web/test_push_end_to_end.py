@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser import free_port
 
 from hillsync.store import repo
 from hillsync.store.db import open_database
 from hillsync.store.tables import SyncState
+from web.browser import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
