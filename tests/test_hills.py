@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+import design
+import helpers
+from helpers import TRACK_START, gpx_track, straight_route
 from hillsync.balance import evaluate, km_effort, terrain_volume
-from hillsync.cli import main
-from hillsync.model import GOAL_BANDS, Goal, GoalProfile, RunForBalance, Terrain
+from hillsync.model import Goal, GoalProfile, RunForBalance, Terrain
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 #: Metres per degree of latitude (on the mean Earth sphere hillsync uses).
@@ -24,7 +24,7 @@ M_PER_DEG = 6_371_008.8 * math.pi / 180
 
 
 def marathon_goal() -> Goal:
-    lo, hi, dmax = GOAL_BANDS[GoalProfile.ROAD_MARATHON]
+    lo, hi, dmax = design.GOAL_BANDS["road-marathon"]
     return Goal(GoalProfile.ROAD_MARATHON, lo, hi, dmax)
 
 
@@ -35,50 +35,31 @@ def route_gpx(
 
     Points are 2 s apart (a 2.5 m/s jog); `start` is the ISO time of the first point.
     """
-    t0 = datetime.fromisoformat(start) if start else datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
-    n = int(length_m / step_m) + 1
-    pts = []
-    for i in range(n):
-        d = i * step_m
-        t = t0 + timedelta(seconds=2 * i)
-        pts.append(
-            f'<trkpt lat="{46.0 + d / M_PER_DEG:.7f}" lon="7.0"><ele>{ele(d):.2f}</ele>'
-            f"<time>{t:%Y-%m-%dT%H:%M:%SZ}</time></trkpt>"
-        )
-    return (
-        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
-        'xmlns="http://www.topografix.com/GPX/1/1">'
-        f"<trk><type>running</type><trkseg>{''.join(pts)}</trkseg></trk></gpx>"
+    t0 = datetime.fromisoformat(start) if start else TRACK_START
+    return gpx_track(
+        straight_route(length_m, ele, step_m=step_m), start=t0, step_s=2.0, sport="running"
     )
 
 
-class Cli:
-    """Runs `hillsync` in-process with its own folders and a config."""
+class Cli(helpers.Cli):
+    """The CLI harness with a synced folder of runs and a config naming it."""
 
     def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp = tmp
-        self.capsys = capsys
-        self.config = tmp / "config.toml"
+        super().__init__(tmp, capsys)
         self.folder = tmp / "runs"
         self.folder.mkdir()
-        self.env = {
-            "HOME": str(tmp / "home"),
-            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-            "XDG_STATE_HOME": str(tmp / "xdg-state"),
-            "XDG_DATA_HOME": str(tmp / "xdg-data"),
-        }
 
     def put(self, name: str, text: str) -> Path:
-        """Write a file into the synced folder, dated an hour ago (complete, not being written)."""
+        """Write a file into the synced folder, dated a day before the track start."""
         path = self.folder / name
         path.write_text(text)
-        old = datetime.now(UTC).timestamp() - 3600
+        old = (TRACK_START - timedelta(days=1)).timestamp()
         os.utime(path, (old, old))
         return path
 
     def configure(self, extra: str = "") -> None:
         db = self.tmp / "db" / "hillsync.db"
-        self.config.write_text(
+        self.write_config(
             textwrap.dedent(
                 f"""
                 [database]
@@ -90,16 +71,6 @@ class Cli:
             )
             + textwrap.dedent(extra)
         )
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        code = main(["--config", str(self.config), *args], environ=self.env)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> Any:
-        code, out, err = self(*args, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture

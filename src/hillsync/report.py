@@ -450,7 +450,7 @@ def render_report(dashboard: Dashboard, out: Path) -> None:
     if suffix == ".png":
         data = dashboard_png(dashboard)
     else:
-        from hillsync.web.render import render_standalone_dashboard
+        from hillsync.render import render_standalone_dashboard
 
         goal = dashboard.report.goal
         charts = {

@@ -53,6 +53,8 @@ def run_json(run: RunView) -> dict[str, object]:
         "elevation_gain_m": _rounded(run.elevation_gain_m),
         "elevation_loss_m": _rounded(run.elevation_loss_m),
         "sources": [{"source": s, "source_id": i} for s, i in run.sources],
+        "elevation_source": run.elevation_source,
+        "reason": run.reason,
     }
 
 

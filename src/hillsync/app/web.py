@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -26,15 +28,80 @@ from hillsync.prompted import PromptedLogins, Step
 from hillsync.registry import source_full_name
 from hillsync.report import Dashboard
 from hillsync.sources.base import RateReport
-from hillsync.web.backend import (
-    ConnectResult,
-    RunPage,
-    ShareLinkRow,
-    SourceRow,
-    StravaEvent,
-)
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One run with its profile cut into 100 m segments (no profile: empty sequences)."""
+
+    id: int
+    athlete: str
+    start_time: datetime
+    name: str | None
+    sport: str
+    label: str
+    distance_m: float
+    moving_time_s: float | None
+    elevation_gain_m: float | None
+    elevation_loss_m: float | None
+    uphill_m: float
+    downhill_m: float
+    flat_m: float
+    elevation_source: str | None
+    reason: str | None
+    sources: tuple[tuple[str, str], ...]
+    edges_m: Sequence[float] = ()
+    altitude_m: Sequence[float] = ()
+    terrain: Sequence[Terrain] = ()
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One configured source on the sources page."""
+
+    name: str
+    kind: str
+    athlete: str
+    state: str
+    last_sync: datetime | None
+    next_sync: datetime | None
+    last_error: str | None
+    rate_budget: str | None
+    rejected: tuple[tuple[str, str], ...] = ()
+    connected: bool | None = None  # None: a source that is not an account (a folder)
+
+
+@dataclass(frozen=True)
+class ShareLinkRow:
+    """A read-only link (its token is shown only once, when made)."""
+
+    id: int
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StravaEvent:
+    """One push event, as Strava documents it (only ids, never the activity itself)."""
+
+    object_type: Literal["activity", "athlete"]
+    object_id: int
+    aspect_type: Literal["create", "update", "delete"]
+    owner_id: int
+    subscription_id: int
+    event_time: int
+    updates: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    """What a connect flow ended with, to show the runner the truth."""
+
+    ok: bool
+    message: str
+    pending_mfa: str | None = None  # a garminconnect client state, kept server-side
 
 
 def share_hash(token: str) -> str:

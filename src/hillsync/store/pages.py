@@ -53,9 +53,6 @@ class RunDetail:
 def _detail(run: Run, athlete: str) -> tuple[RunDetail, ActivityRow | None]:
     members = [a for a in run.activities if a.deleted_at is None and a.is_run]
     best = dedupe.best_activity(members)
-    inputs = best.classify_inputs if best is not None else {}
-    reason = inputs.get("label_reason") if isinstance(inputs, dict) else None
-    basis = inputs.get("elevation_basis") if isinstance(inputs, dict) else None
     detail = RunDetail(
         id=run.id,
         athlete=athlete,
@@ -70,8 +67,8 @@ def _detail(run: Run, athlete: str) -> tuple[RunDetail, ActivityRow | None]:
         uphill_m=run.uphill_m,
         downhill_m=run.downhill_m,
         flat_m=run.flat_m,
-        elevation_source=str(basis) if basis else None,
-        reason=str(reason) if reason else None,
+        elevation_source=run.label_elevation_source,
+        reason=run.label_reason,
         sources=tuple(sorted((a.source, a.source_id) for a in members)),
     )
     return detail, best

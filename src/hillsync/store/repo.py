@@ -72,6 +72,10 @@ class RunView:
     elevation_gain_m: float | None
     elevation_loss_m: float | None
     sources: tuple[tuple[str, str], ...]
+    #: Where the label's gain and loss came from; None before `reclassify` filled it.
+    elevation_source: str | None = None
+    #: Why the label, in one line; None likewise.
+    reason: str | None = None
 
 
 def _utc_now() -> datetime:
@@ -172,7 +176,8 @@ def record_sync_result(
     next_sync: datetime | None,
     error: str | None,
 ) -> None:
-    """Record how a sync ended: `ok` resets the failure count, anything else adds one.
+    """Record how a sync ended: `ok` resets the failure count, a failure adds one, and an
+    `interrupted` sync (Ctrl-C) leaves it as it was.
 
     `last_sync` is the last successful sync; `error` must be a one-line, secret-free text.
     """
@@ -182,7 +187,7 @@ def record_sync_result(
     if status == "ok":
         state.last_sync = now
         state.failures = 0
-    else:
+    elif status != "interrupted":
         state.failures = (state.failures or 0) + 1
     session.flush()
 
@@ -267,6 +272,8 @@ class SyncStateView:
     lease_until: datetime | None
     cursor: Mapping[str, Any]
     rejected: tuple[RejectedView, ...] = ()
+    #: When this regularly delivering source was found silent (None: it is not).
+    stale_since: datetime | None = None
 
 
 def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[str, SyncStateView]:
@@ -290,6 +297,7 @@ def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[s
             lease_until=s.lease_until,
             cursor=dict(s.cursor or {}),
             rejected=rejected,
+            stale_since=s.stale_since,
         )
     return views
 
@@ -309,16 +317,6 @@ def _unknown(activity: Activity) -> Classification:
         version=0,
         inputs={"basis": "none"},
     )
-
-
-def _classify_record(c: Classification) -> dict[str, Any]:
-    """What is kept of a classification beside its figures: its inputs, and the one-line
-    reason and elevation basis (device|profile|summary|none) that pages and JSON show."""
-    record = _json_safe(c.inputs) or {}
-    if c.reason:  # the classifier always gives one; a hand-made classification may not
-        record["label_reason"] = c.reason
-        record["elevation_basis"] = c.elevation_source
-    return record
 
 
 def _activity_values(
@@ -361,7 +359,9 @@ def _activity_values(
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _classify_record(c),
+        "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
     }
 
 
@@ -570,6 +570,8 @@ def list_runs(
             elevation_gain_m=run.elevation_gain_m,
             elevation_loss_m=run.elevation_loss_m,
             sources=tuple(sources.get(run.id, ())),
+            elevation_source=run.label_elevation_source,
+            reason=run.label_reason,
         )
         for run, name in rows
     ]
@@ -659,7 +661,9 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _classify_record(c),
+        "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
     }
     if all(getattr(row, k) == v for k, v in new.items()):
         return False

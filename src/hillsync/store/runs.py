@@ -165,3 +165,5 @@ def refresh(session: Session, run: Run) -> None:
     run.uphill_m = best.uphill_m
     run.downhill_m = best.downhill_m
     run.flat_m = best.flat_m
+    run.label_elevation_source = best.label_elevation_source
+    run.label_reason = best.label_reason

@@ -29,10 +29,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hillsync.errors import HillsyncError, StoreError
 from hillsync.model import Secret
+from hillsync.render import render, stylesheet
 from hillsync.report import profile_chart, share_chart, weekly_chart
 from hillsync.web import security
 from hillsync.web.backend import StravaEvent, WebBackend
-from hillsync.web.render import render, stylesheet
 from hillsync.web.webhook import WebhookError, parse_event, validation_answer
 
 log = structlog.get_logger(__name__)

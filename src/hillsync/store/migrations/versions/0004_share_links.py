@@ -1,7 +1,7 @@
 """Share links (read-only links to one athlete's pages) and Strava push subscriptions.
 
-Revision ID: 0002_share_links
-Revises: 0001
+Revision ID: share_links_push_subscriptions
+Revises: sync_state_stale_since
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_share_links"
-down_revision: str | None = "0001"
+revision: str = "share_links_push_subscriptions"
+down_revision: str | None = "sync_state_stale_since"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
