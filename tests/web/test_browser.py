@@ -6,13 +6,16 @@ Skipped cleanly where no browser is installed; CI installs one.
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import responses
 
 from hillsync.model import Secret
 from hillsync.web.app import WebOptions, create_app
 from web.browser import chromium, console_errors, running
-from web.websupport import PASSWORD, PUBLIC, Site
+from web.websupport import PASSWORD, PUBLIC, STRAVA_APP, Site
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -88,3 +91,45 @@ class TestLoginInBrowser:
             assert cookie["sameSite"] == "Lax"
             assert PASSWORD not in driver.page_source
             assert not re.search(r"Traceback", driver.page_source)
+
+
+class TestStravaConnectInBrowser:
+    """Connect Strava is one click: to Strava's page and back, against a mocked Strava."""
+
+    def test_connect(self, tmp_path: Path, synced_db: Path, rsps: responses.RequestsMock) -> None:
+        """The browser is sent to Strava's authorize page; coming back connects the athlete."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        site = Site(tmp_path, synced_db, STRAVA_APP)
+        rsps.post(
+            "https://www.strava.com/oauth/token",
+            json={"token_type": "Bearer", "access_token": "strava-access-0001",
+                  "refresh_token": "strava-refresh-0001", "expires_at": 1_900_000_000,
+                  "athlete": {"id": 5551234, "firstname": "Ann", "lastname": "Runner"}},
+        )  # fmt: skip
+        try:
+            with running(app_of(site)) as url, chromium() as driver:
+                driver.get(f"{url}/sources")
+                driver.find_element(By.ID, "connect-strava-1").click()
+                # Strava's page itself cannot load here (no network): its address is enough.
+                WebDriverWait(driver, 20).until(lambda d: "strava.com" in d.current_url)
+                query = {k: v[0] for k, v in parse_qs(urlsplit(driver.current_url).query).items()}
+                assert query["redirect_uri"] == f"{url}/connect/strava/callback"
+                assert "activity:read_all" in query["scope"]
+                # What Strava does when the athlete presses Authorize: redirect back.
+                back = f"{query['redirect_uri']}?" + urlencode(
+                    {"state": query["state"], "code": "the-code", "scope": "read,activity:read_all"}
+                )
+                driver.get(back)
+                driver.get_log("browser")  # drop the failed load of Strava's page
+                WebDriverWait(driver, 20).until(
+                    lambda d: d.find_element(By.TAG_NAME, "h1").text == "Connected"
+                )
+                text = driver.find_element(By.ID, "message").text
+                assert text == "Strava athlete Ann Runner is connected for me."
+                driver.get(f"{url}/sources")
+                assert "strava" in driver.find_element(By.ID, "sources").text
+                assert console_errors(driver) == []
+        finally:
+            site.db.close()

@@ -23,6 +23,9 @@ from hillsync.web.app import WebOptions, create_app
 
 PASSWORD = "correct horse battery staple"
 VERIFY = "strava-verify-token-1234"
+STRAVA_SECRET = "strava-app-secret-0123456789"
+#: A Strava application for the connect tests.
+STRAVA_APP = '[sources.strava]\nclient_id = 4242\nclient_secret = "env:HS_STRAVA_SECRET"\n'
 STRAVA_ATHLETE = 5551234
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PUBLIC = "0.0.0.0"  # noqa: S104 - the address that must be refused without a password
@@ -44,7 +47,7 @@ def sync_samples(tmp: Path) -> Path:
 class Site:
     """A copy of the synced database, its backend and a way to make clients."""
 
-    def __init__(self, tmp: Path, db_file: Path) -> None:
+    def __init__(self, tmp: Path, db_file: Path, extra_config: str = "") -> None:
         for part in db_file.parent.glob(db_file.name + "*"):  # with SQLite's -wal file
             shutil.copy2(part, tmp / part.name)
         self.tmp = tmp
@@ -53,18 +56,19 @@ class Site:
         demo = Path(str(resources.files("hillsync") / "demo"))
         config.write_text(
             f'[database]\nurl = "sqlite:///{tmp / "h.db"}"\n[goal]\nprofile = "trail"\n'
-            f'[[sources.folder]]\npath = "{demo}"\n'
+            f'[[sources.folder]]\npath = "{demo}"\n{extra_config}'
         )
+        self.env["HS_STRAVA_SECRET"] = STRAVA_SECRET
         self.settings = load_settings(config, self.env)
         self.clock_now = NOW
         self.ctx = AppContext(self.settings, self.env, clock=lambda: self.clock_now)
         self.db: Database = self.ctx.db
         self.backend = WebUseCases(self.ctx)
 
-    def client(self, **options: Any) -> TestClient:
+    def client(self, base_url: str = "http://127.0.0.1:8722", **options: Any) -> TestClient:
         opts = WebOptions(webhook_verify_token=Secret(VERIFY), **options)
         app = create_app(self.backend, opts, clock=lambda: self.clock_now)
-        return TestClient(app, base_url="http://127.0.0.1:8722", raise_server_exceptions=False)
+        return TestClient(app, base_url=base_url, raise_server_exceptions=False)
 
     def run_ids(self) -> list[int]:
         with self.db.session(readonly=True) as session:

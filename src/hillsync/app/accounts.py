@@ -116,6 +116,24 @@ def connect_strava(
     return replace(connected, application=app.client_id)
 
 
+def begin_strava(ctx: AppContext, athlete: str | None, redirect_uri: str) -> tuple[str, str]:
+    """Start connecting Strava in a browser that will come back to `redirect_uri`: the
+    authorize URL and its state (finish with `connect_strava(redirect_url=...)`).
+
+    Raises ConfigError when no Strava application is configured for the athlete,
+    UsageError for an unknown athlete.
+    """
+    from hillsync.sources.strava.connect import begin_authorization
+
+    name = _athlete_name(ctx, athlete)
+    app = strava_app(ctx.settings, name)
+    if app is None:
+        key = "sources.strava" if name == DEFAULT_ATHLETE else f"athletes.{name}.sources.strava"
+        raise ConfigError(f"{key}.client_id and client_secret: required to connect Strava")
+    token_path = paths.token_path(ctx.environ, name, SourceKind.STRAVA)
+    return begin_authorization(app, token_path, redirect_uri)
+
+
 def others_on_app(ctx: AppContext, athlete: str, client_id: int) -> list[str]:
     """The other athletes whose Strava account is connected here through `client_id`.
     Raises StoreError."""

@@ -260,6 +260,48 @@ class WebUseCases:
             due = pages.mark_due(session, source, now)
             return f"{source} due now" if due else f"{source} left as it is (parked)"
 
+    # --- connecting Strava, disconnecting --------------------------------------------------
+
+    def strava_authorize_url(self, athlete: str, redirect_uri: str) -> tuple[str, str]:
+        """Strava's authorize page and its state (saved like `connect --no-browser` does).
+
+        Raises ConfigError when the athlete has no Strava application, UsageError.
+        """
+        from hillsync.app.accounts import begin_strava
+
+        return begin_strava(self.ctx, athlete, redirect_uri)
+
+    def strava_finish(self, athlete: str, redirect_url: str) -> ConnectResult:
+        """Finish with the address Strava redirected the browser to (state, scope, code)."""
+        from hillsync.app.accounts import connect_strava
+
+        try:
+            done = connect_strava(
+                self.ctx,
+                athlete,
+                code=None,
+                redirect_url=redirect_url,
+                open_browser=False,
+                say=lambda line: log.info("strava_connect", note=line),
+            )
+        except HillsyncError as exc:
+            return ConnectResult(False, str(exc))
+        who = done.display_name or done.remote_id or "account"
+        return ConnectResult(True, f"Strava athlete {who} is connected for {done.athlete}.")
+
+    def disconnect(self, athlete: str, kind: str) -> str:
+        """Forget the account (revoked where the API allows); Strava's data goes with it."""
+        from hillsync.app.accounts import disconnect
+
+        source = SourceKind(kind)
+        result = disconnect(self.ctx, source, self.ctx.athlete(athlete).name)
+        text = f"{kind} disconnected for {result.athlete}"
+        if source is SourceKind.STRAVA:
+            text += ", access revoked on Strava" if result.revoked else ""
+        if result.deleted is not None:
+            text += "; " + result.deleted.describe(kind.capitalize())
+        return text + "."
+
     # --- connecting Garmin ----------------------------------------------------------------
 
     def garmin_login(self, athlete: str, email: str, password: str) -> ConnectResult:

@@ -8,6 +8,7 @@ Every error is a short page with a 4xx/5xx status, never a traceback.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -354,6 +355,78 @@ def create_app(backend: WebBackend, options: WebOptions, *, clock: Clock = _utc_
         notes.append({"kind": kind, "text": text})
         request.session["notices"] = notes[-5:]
 
+    async def disconnect(request: Request) -> Response:
+        form = await form_with_csrf(request)
+        athlete = athlete_or_404(str(form.get("athlete", "")))
+        kind = str(form.get("kind", ""))
+        if kind not in ("strava", "garmin"):
+            raise HTTPException(400, "kind must be strava or garmin")
+        try:
+            notice(request, "good", backend.disconnect(athlete, kind))
+        except HillsyncError as exc:
+            notice(request, "bad", str(exc))
+        return RedirectResponse("/sources", status_code=303)
+
+    async def connect_strava(request: Request) -> Response:
+        form = await form_with_csrf(request)
+        athlete = athlete_or_404(str(form.get("athlete", "")))
+        redirect_uri = f"{options.base_url(request)}/connect/strava/callback"
+        try:
+            url, state = backend.strava_authorize_url(athlete, redirect_uri)
+        except HillsyncError as exc:
+            notice(request, "bad", str(exc))
+            return RedirectResponse("/sources", status_code=303)
+        # The answer must come back to this browser session, and soon.
+        request.session["strava_connect"] = {
+            "state": state,
+            "athlete": athlete,
+            "until": (clock() + CONNECT_TTL).isoformat(),
+        }
+        return RedirectResponse(url, status_code=303)
+
+    async def strava_callback(request: Request) -> Response:
+        params = request.query_params
+        pending = request.session.pop("strava_connect", None)
+        if not isinstance(pending, dict) or not isinstance(pending.get("state"), str):
+            return message(
+                request,
+                400,
+                "Not connected",
+                "No Strava connection was started here: start again.",
+                True,
+            )
+        if not hmac.compare_digest(str(params.get("state", "")), pending["state"]):
+            return message(
+                request,
+                400,
+                "Not connected",
+                "The answer did not match this request (state mismatch): refused. Start again.",
+                True,
+            )
+        if datetime.fromisoformat(str(pending["until"])) < clock():
+            return message(
+                request, 400, "Not connected", "This request expired: start again.", True
+            )
+        if params.get("error"):
+            return message(
+                request,
+                200,
+                "Not connected",
+                "Strava says access was not granted: nothing was connected.",
+                True,
+            )
+        code = params.get("code", "")
+        if not code or len(code) > 200:
+            return message(request, 400, "Not connected", "Strava sent no code: start again.", True)
+        try:
+            # The granted scope is checked and the code exchanged by the connect flow itself.
+            result = backend.strava_finish(str(pending["athlete"]), str(request.url))
+        except HillsyncError as exc:
+            return message(request, 200, "Not connected", str(exc), True)
+        return message(
+            request, 200, "Connected" if result.ok else "Not connected", result.message, True
+        )
+
     async def garmin_form(request: Request) -> Response:
         athletes = backend.athletes()
         athlete = request.query_params.get("athlete") or athletes[0]
@@ -535,6 +608,9 @@ def create_app(backend: WebBackend, options: WebOptions, *, clock: Clock = _utc_
         Route("/s/{token}/runs/{run_id}", shared_run),
         Route("/s/{token}/runs/{run_id}/profile.svg", shared_profile),
         Route("/sources", operator_only(sources_page)),
+        Route("/disconnect", operator_only(disconnect), methods=["POST"]),
+        Route("/connect/strava", operator_only(connect_strava), methods=["POST"]),
+        Route("/connect/strava/callback", operator_only(strava_callback), methods=["GET"]),
         Route("/connect/garmin", operator_only(garmin_form), methods=["GET"]),
         Route("/connect/garmin", operator_only(garmin_login), methods=["POST"]),
         Route("/connect/garmin/mfa", operator_only(garmin_mfa), methods=["POST"]),

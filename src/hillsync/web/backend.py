@@ -54,6 +54,14 @@ class WebBackend(Protocol):
         """Act on a push event; returns what was done (for the log)."""
         ...
 
+    def strava_authorize_url(self, athlete: str, redirect_uri: str) -> tuple[str, str]:
+        """Strava's authorize page for the athlete's Strava application, and its `state`."""
+        ...
+
+    def strava_finish(self, athlete: str, redirect_url: str) -> ConnectResult:
+        """Check the redirect (state, scope), exchange the code, store the tokens."""
+        ...
+
     def garmin_login(self, athlete: str, email: str, password: str) -> ConnectResult:
         """Log in to Garmin Connect (the password is used once, never stored)."""
         ...
@@ -64,4 +72,8 @@ class WebBackend(Protocol):
 
     def garmin_tokens(self, athlete: str, data: bytes) -> ConnectResult:
         """Import a garminconnect token file made elsewhere."""
+        ...
+
+    def disconnect(self, athlete: str, kind: str) -> str:
+        """Forget an account (Strava: its data too); returns what was done."""
         ...
