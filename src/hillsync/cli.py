@@ -520,6 +520,55 @@ def cmd_run(cli: Cli) -> int:
     return Daemon(lambda: load_settings(args.config, environ), environ=environ).run()
 
 
+def cmd_serve(cli: Cli) -> int:
+    from hillsync.app.web import WebUseCases
+    from hillsync.web.server import check_options, serve, web_options
+
+    options = web_options(cli.ctx.settings, cli.args.host, cli.args.port)
+    check_options(options)
+    backend = WebUseCases(cli.ctx)
+    _ = cli.ctx.db  # opened (and migrated) before the server says it is serving
+    try:
+        serve(backend, options, ready=lambda where: cli.print(f"hillsync serving on {where}"))
+    except OSError as exc:
+        raise HillsyncError(
+            f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}"
+        ) from None
+    return EXIT_OK
+
+
+def cmd_webhook(cli: Cli) -> int:
+    from hillsync.app import webhook
+    from hillsync.worker import SAFETY_POLL_MINUTES
+
+    action, url = cli.args.action, cli.args.public_url
+    if action == "subscribe":
+        if not url:
+            raise UsageError("webhook subscribe needs the server's public address (https://...)")
+        made = webhook.subscribe(cli.ctx, url)
+        cli.print(
+            f"subscribed: Strava sends push events to {made.callback_url} (subscription"
+            f" {made.id}); Strava sources are now polled only every"
+            f" {SAFETY_POLL_MINUTES / 60:g} hours as a safety net"
+        )
+        return EXIT_OK
+    if url:
+        raise UsageError(f"webhook {action} takes no address")
+    if action == "show":
+        found = webhook.show(cli.ctx)
+        if not found:
+            cli.print("no push subscription: Strava sources are polled every poll_minutes")
+        for sub in found:
+            cli.print(f"subscription {sub.id}: {sub.callback_url}")
+        return EXIT_OK
+    gone = webhook.unsubscribe(cli.ctx)
+    if gone:
+        cli.print(f"unsubscribed {', '.join(map(str, gone))}: polling is back to poll_minutes")
+    else:
+        cli.print("there was no push subscription")
+    return EXIT_OK
+
+
 def cmd_demo(cli: Cli) -> int:
     from hillsync.app.sync import demo
 
@@ -631,6 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("db", cmd_db_upgrade, "database commands")
     p.add_argument("action", choices=["upgrade"])
+
+    p = add("serve", cmd_serve, "the web dashboard, browser connect flows, Strava push events")
+    p.add_argument("--host", help="address to listen on (default: [web] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: [web] port, 8722)")
+
+    p = add("webhook", cmd_webhook, "manage the Strava application's push subscription")
+    p.add_argument("action", choices=["subscribe", "unsubscribe", "show"])
+    p.add_argument("public_url", nargs="?", metavar="PUBLIC_URL")
 
     add("demo", cmd_demo, "one full cycle on bundled sample runs, on a throw-away database")
     return parser

@@ -23,7 +23,7 @@ from hillsync.errors import ConfigError, HillsyncError, StoreError
 from hillsync.model import BalanceReport, BalanceStatus, SyncStatus
 from hillsync.registry import SourceSpec
 from hillsync.retry import default_retrying, interruptible
-from hillsync.store import outbox, repo
+from hillsync.store import outbox, pages, repo
 from hillsync.store.db import Database
 from hillsync.worker import Worker
 
@@ -38,6 +38,9 @@ RETRY_CYCLE_MAX = timedelta(seconds=1024)
 #: How often the balance is evaluated when nothing new arrived (the window moves,
 #: reminders fall due).
 BALANCE_EVERY = timedelta(days=1)
+#: While it sleeps, the daemon asks the database this often whether a source became due
+#: sooner (a Strava push event through `hillsync serve`).
+DUE_CHECK_S = 2.0
 
 
 class Daemon:
@@ -60,6 +63,7 @@ class Daemon:
         clock: Clock = utc_now,
         max_sleep_s: float = 300.0,
         min_sleep_s: float = 1.0,
+        due_check_s: float = DUE_CHECK_S,
     ) -> None:
         from hillsync.systemd import SystemdNotifier
 
@@ -70,6 +74,9 @@ class Daemon:
         # A floor on every sleep, so that a due time that stays in the past (a clock jump,
         # another worker holding a lease) costs one cycle a second, never a hot loop.
         self.min_sleep_s = min_sleep_s
+        self.due_check_s = due_check_s
+        # What the sleep watches: the database, this config's sources, the planned next sync.
+        self._watch: tuple[Database, frozenset[str], datetime | None] | None = None
         self.systemd = SystemdNotifier(environ)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -181,9 +188,32 @@ class Daemon:
         self._wait(seconds, self._stop)
 
     def pause(self, seconds: float) -> None:
-        """Sleep `seconds` or until a signal, feeding the watchdog at least every half period."""
-        self._wait(seconds, self._wake)
+        """Sleep `seconds`, or until a signal, or until a source is due sooner than planned
+        (`hillsync serve` marks one due on a Strava push event), feeding the watchdog at
+        least every half period. The database is asked every `due_check_s` seconds: one
+        small query, on SQLite and PostgreSQL alike."""
+        deadline = monotonic() + seconds
+        while not self._wake.is_set():
+            left = deadline - monotonic()
+            if left <= 0:
+                break
+            self._wait(min(left, self.due_check_s), self._wake)
+            if self._due_sooner():
+                log.info("woken: a source is due sooner than planned")
+                break
         self._wake.clear()
+
+    def _due_sooner(self) -> bool:
+        """True when one of this config's sources became due before the planned next sync."""
+        if self._watch is None:
+            return False
+        db, names, planned = self._watch
+        try:
+            with db.session(readonly=True) as session:
+                due = pages.earliest_due(session, names)
+        except StoreError:
+            return False  # the next cycle reports the database; sleeping on is harmless
+        return due is not None and (planned is None or due < planned)
 
     def _wait(self, seconds: float, event: threading.Event) -> None:
         deadline = monotonic() + seconds
@@ -223,6 +253,7 @@ class Daemon:
             self._reports = result.reports
             self._last_balance = now
         next_sync, next_due = self.next_times(worker, db, result.specs)
+        self._watch = (db, frozenset(s.name for s in result.specs), next_sync)
         self.systemd.status(self.status_line(self._reports, next_sync))
         return self.sleep_seconds(next_due)
 

@@ -343,16 +343,22 @@ def profile_chart(
         floor = float(alt.min(initial=0.0)) - 10 if len(alt) else 0.0
         top = float(alt.max(initial=0.0)) + 10 if len(alt) else 1.0
         seen: set[Terrain] = set()
-        for i, t in enumerate(terrain):
+        start = 0
+        for i in range(1, len(terrain) + 1):
+            # One filled area per stretch of equal terrain: no seams between its segments.
+            if i < len(terrain) and terrain[i] is terrain[start]:
+                continue
+            t = terrain[start]
             ax.fill_between(
-                km[i : i + 2],
-                alt[i : i + 2],
+                km[start : i + 1],
+                alt[start : i + 1],
                 floor,
                 color=COLOURS[t],
                 linewidth=0,
                 label=t.value if t not in seen else None,
             )
             seen.add(t)
+            start = i
         ax.plot(km, alt, color="#333333", linewidth=1)
         ax.set_ylim(floor, top + (top - floor) * 0.15)
         if len(km):
@@ -444,7 +450,7 @@ def render_report(dashboard: Dashboard, out: Path) -> None:
     if suffix == ".png":
         data = dashboard_png(dashboard)
     else:
-        from hillsync.web.render import render_standalone_dashboard
+        from hillsync.render import render_standalone_dashboard
 
         goal = dashboard.report.goal
         charts = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,7 @@ from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_url
 from hillsync.retry import default_retrying
 from hillsync.sources.base import SourceState, rate_budget
 from hillsync.staleness import staleness
-from hillsync.store import health, outbox, repo
+from hillsync.store import health, outbox, pages, repo
 from hillsync.store.db import Database
 from hillsync.store.deletion import delete_source_data
 from hillsync.store.tables import SyncState
@@ -145,6 +145,7 @@ class Worker:
                 for budget in report.budgets
                 if budget.name == "read"
             }
+            pushed = pages.push_client_ids(session)
         registry = Registry(
             self.settings,
             environ=self.environ,
@@ -156,7 +157,17 @@ class Worker:
         specs = registry.specs(accounts, limits)
         # The registry makes the clients on first use: keep them for the next cycle.
         self.garmin_clients = registry.garmin_clients
-        return specs
+        return [self._with_push(spec, pushed) for spec in specs]
+
+    def _with_push(self, spec: SourceSpec, pushed: set[int]) -> SourceSpec:
+        """A Strava source whose application has a push subscription is polled only every
+        SAFETY_POLL_MINUTES: its push events make it due at once (`hillsync serve`)."""
+        if spec.kind is not SourceKind.STRAVA:
+            return spec
+        client_id = self.settings.strava_app(spec.athlete).client_id
+        if client_id is None or client_id not in pushed:
+            return spec
+        return replace(spec, poll_minutes=max(spec.poll_minutes, SAFETY_POLL_MINUTES))
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -453,3 +464,8 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
     MAX_BACKOFF (or the poll interval, when that is longer)."""
     poll = timedelta(minutes=poll_minutes)
     return exponential(poll, failures, max(MAX_BACKOFF, poll))
+
+
+#: With a push subscription, Strava sources are polled this seldom: a safety net for a lost
+#: event (Strava retries an unanswered event 3 times, then drops it).
+SAFETY_POLL_MINUTES = 360.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hillsync import paths
 from hillsync.app.context import AppContext
@@ -116,6 +116,24 @@ def connect_strava(
     return replace(connected, application=app.client_id)
 
 
+def begin_strava(ctx: AppContext, athlete: str | None, redirect_uri: str) -> tuple[str, str]:
+    """Start connecting Strava in a browser that will come back to `redirect_uri`: the
+    authorize URL and its state (finish with `connect_strava(redirect_url=...)`).
+
+    Raises ConfigError when no Strava application is configured for the athlete,
+    UsageError for an unknown athlete.
+    """
+    from hillsync.sources.strava.connect import begin_authorization
+
+    name = _athlete_name(ctx, athlete)
+    app = strava_app(ctx.settings, name)
+    if app is None:
+        key = "sources.strava" if name == DEFAULT_ATHLETE else f"athletes.{name}.sources.strava"
+        raise ConfigError(f"{key}.client_id and client_secret: required to connect Strava")
+    token_path = paths.token_path(ctx.environ, name, SourceKind.STRAVA)
+    return begin_authorization(app, token_path, redirect_uri)
+
+
 def others_on_app(ctx: AppContext, athlete: str, client_id: int) -> list[str]:
     """The other athletes whose Strava account is connected here through `client_id`.
     Raises StoreError."""
@@ -139,6 +157,7 @@ def connect_garmin(
     password_prompt: Callable[[], str],
     mfa_prompt: Callable[[], str],
     say: Callable[[str], None] = lambda _line: None,
+    garmin_factory: Callable[..., Any] | None = None,
 ) -> Connected:
     """Link a Garmin Connect account: log in once (the password is never stored; a refused
     MFA code may be typed again, `say` tells so), or import a garminconnect token file
@@ -152,8 +171,10 @@ def connect_garmin(
 
     name = _athlete_name(ctx, athlete)
     token_dir = paths.token_dir(ctx.environ, name, SourceKind.GARMIN)
+    # `garmin_factory` stands in for garminconnect's client in tests.
+    factory: dict[str, Any] = {"garmin_factory": garmin_factory} if garmin_factory else {}
     if tokens_file is not None:
-        account = import_garmin_tokens(tokens_file, token_dir)
+        account = import_garmin_tokens(tokens_file, token_dir, **factory)
     else:
         account = connect(
             token_dir,
@@ -162,6 +183,7 @@ def connect_garmin(
             mfa_prompt=mfa_prompt,
             environ=ctx.environ,
             say=say,
+            **factory,
         )
     return record_account(
         ctx,

@@ -510,6 +510,20 @@ def save_batch(
     )  # fmt: skip
 
 
+def mark_deleted(session: Session, source: str, source_id: str, now: datetime) -> bool:
+    """Mark an activity the source no longer has as deleted and take it out of its run.
+
+    False when it is unknown or already deleted.
+    """
+    gone = _existing_rows(session, source, [source_id]).get(source_id)
+    if gone is None or gone.deleted_at is not None:
+        return False
+    gone.deleted_at = now
+    gone.updated_at = now
+    dedupe.detach(session, gone)
+    return True
+
+
 def count_activities(session: Session) -> int:
     """How many activities are stored (deleted ones not counted)."""
     stmt = select(func.count()).select_from(ActivityRow).where(ActivityRow.deleted_at.is_(None))

@@ -301,3 +301,33 @@ class OutboxDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     message: Mapped[OutboxMessage] = relationship(back_populates="deliveries")
+
+
+class ShareLink(Base):
+    """A revocable read-only link to one athlete's pages.
+
+    Only a hash of the link's token is kept: the token itself is shown once, when made.
+    """
+
+    __tablename__ = "share_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    athlete_id: Mapped[int] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class PushSubscription(Base):
+    """A Strava application's push subscription (`hillsync webhook subscribe`).
+
+    While one exists, the application's athletes are polled only at a slow safety interval:
+    the push events make their sources due.
+    """
+
+    __tablename__ = "push_subscriptions"
+
+    client_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    subscription_id: Mapped[int] = mapped_column(BigInteger)
+    callback_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -132,6 +132,27 @@ def _check_params(params: Mapping[str, str]) -> tuple[str, str]:
     return code, scope
 
 
+def begin_authorization(
+    app: StravaApp, token_path: Path, redirect_uri: str, *, session: requests.Session | None = None
+) -> tuple[str, str]:
+    """Start an authorization whose redirect another server catches (`hillsync serve`).
+
+    Returns the authorize URL and its `state`, saved beside the token file as for
+    `--no-browser`, so that `connect_strava(redirect_url=...)` finishes it with the same
+    state, scope and code checks. Raises ConfigError for a bad api_base.
+    """
+    client = make_client(session or new_session(), None, None, app.api_base)
+    state = secrets.token_urlsafe(24)
+    url = client.authorization_url(
+        client_id=app.client_id, redirect_uri=redirect_uri, scope=_SCOPES, state=state
+    )
+    write_private_file(
+        _pending_path(token_path),
+        json.dumps({"state": state, "created": datetime.now(UTC).isoformat()}).encode(),
+    )
+    return url, state
+
+
 def connect_strava(
     app: StravaApp,
     token_path: Path,

@@ -1,5 +1,8 @@
 """Jinja2 templates of the pages, shared by `hillsync serve` and `report --out FILE.html`.
 
+Below both (it imports nothing of hillsync): the report renders its standalone page here,
+the web app its pages.
+
 Autoescaping is on for every template: a run's name comes from a file or from Strava.
 """
 
@@ -12,8 +15,6 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-
-from hillsync.report import Dashboard
 
 
 def _pct(value: float | None) -> str:
@@ -50,7 +51,7 @@ def _status_text(value: object) -> str:
 def environment() -> jinja2.Environment:
     """The template environment (loaded once; templates ship inside the package)."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("hillsync.web", "templates"),
+        loader=jinja2.PackageLoader("hillsync", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -65,7 +66,7 @@ def environment() -> jinja2.Environment:
 @cache
 def stylesheet() -> str:
     """The pages' stylesheet (served at /static/style.css, inlined in a standalone page)."""
-    return (resources.files("hillsync.web") / "static" / "style.css").read_text(encoding="utf-8")
+    return (resources.files("hillsync") / "static" / "style.css").read_text(encoding="utf-8")
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
@@ -81,12 +82,13 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         "nav": None,
         "csrf": "",
         "links": None,
+        "operator_links": None,
     }
     base.update(context)
     return environment().get_template(template).render(base)
 
 
-def render_standalone_dashboard(dashboard: Dashboard, charts: Mapping[str, str]) -> str:
+def render_standalone_dashboard(dashboard: Any, charts: Mapping[str, str]) -> str:
     """The dashboard as one self-contained page: stylesheet inline, charts as data: URIs."""
     return render(
         "dashboard.html",
