@@ -5,17 +5,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from hillsync.balance import evaluate, km_effort, terrain_volume
+from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume
 from hillsync.cli import main
-from hillsync.model import GOAL_BANDS, Goal, GoalProfile, RunForBalance, Terrain
+from hillsync.hills import detect
+from hillsync.model import (
+    GOAL_BANDS,
+    PROFILE_STEP_M,
+    BalanceStatus,
+    Goal,
+    GoalProfile,
+    HillRepeats,
+    Profile,
+    RunForBalance,
+    Terrain,
+)
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 #: Metres per degree of latitude (on the mean Earth sphere hillsync uses).
@@ -158,3 +171,146 @@ class TestTerrainVolume:
         code, out, _ = cli("balance", "--at", "2026-11-22")
         assert code == 0
         assert "km-effort 16.8" in out
+
+
+def repeats_route(
+    n: int = 8, up_m: float = 150.0, grade: float = 0.06, warmup_m: float = 3_000.0
+) -> tuple[float, Callable[[float], float]]:
+    """A flat run with n hill repeats: warm-up, n x (up_m up, up_m back down, 50 m), cool-down.
+
+    Returns the route's length and its altitude as a function of distance.
+    """
+    cycle = 2 * up_m + 50.0
+    length = warmup_m + n * cycle + 3_000.0
+
+    def ele(d: float) -> float:
+        k = d - warmup_m
+        if k < 0 or k >= n * cycle:
+            return 250.0
+        k %= cycle
+        if k < up_m:
+            return 250.0 + grade * k
+        if k < 2 * up_m:
+            return 250.0 + grade * (2 * up_m - k)
+        return 250.0
+
+    return length, ele
+
+
+def profile_of(length: float, ele: Callable[[float], float]) -> Profile:
+    d = np.arange(0.0, length + 1e-9, PROFILE_STEP_M)
+    return Profile(np.array([ele(x) for x in d]), float(d[-1]))
+
+
+def hilly_route(d: float) -> float:
+    """10 km: 2 km flat, a 3 km climb at 6 %, the 3 km descent, 2 km flat."""
+    if d < 2_000:
+        return 300.0
+    if d < 5_000:
+        return 300.0 + 0.06 * (d - 2_000)
+    if d < 8_000:
+        return 480.0 - 0.06 * (d - 5_000)
+    return 300.0
+
+
+class TestHillSessionDetection:
+    """Hill-repeat sessions found in built profiles of known geometry."""
+
+    def test_eight_repeats_found(self) -> None:
+        """8 repeats of 150 m at 6 % after a 3 km warm-up: 8 efforts of about 150 m at 6 %."""
+        found = detect(profile_of(*repeats_route()))
+        assert found is not None
+        assert found.count == 8
+        assert found.length_m == pytest.approx(150, abs=20)
+        assert found.grade_pct == pytest.approx(6.0, abs=0.5)
+
+    def test_long_climb_is_no_session(self) -> None:
+        """One 3 km climb and its descent hold no repeat."""
+        assert detect(profile_of(10_000, hilly_route)) is None
+
+    def test_three_repeats_are_too_few(self) -> None:
+        """Three repeats are not a session (4 or more are)."""
+        assert detect(profile_of(*repeats_route(n=3))) is None
+        assert detect(profile_of(*repeats_route(n=4))) is not None
+
+    def test_gentle_or_long_efforts_are_no_repeats(self) -> None:
+        """Efforts at 2 % or of 600 m are outside the 60-400 m, 4 % rule."""
+        assert detect(profile_of(*repeats_route(grade=0.02))) is None
+        assert detect(profile_of(*repeats_route(up_m=600.0))) is None
+
+    def test_repeats_without_warm_up_do_not_count(self) -> None:
+        """Repeats starting in the first kilometre are warm-up, not a session."""
+        assert detect(profile_of(*repeats_route(n=5, warmup_m=0.0))) is None
+
+    def test_rolling_road_is_no_session(self) -> None:
+        """Irregular rolling hills on a 12 km road are no repeat session."""
+        rolling = profile_of(12_000, lambda d: 300 + 10 * math.sin(d / 300) + 6 * math.sin(d / 137))
+        assert detect(rolling) is None
+
+
+class TestHillSessionsStored:
+    """hill_repeats per run in activities --json, kept by reclassify."""
+
+    def test_flat_run_with_repeats_and_hilly_run_without(self, cli: Cli) -> None:
+        """The repeats run is still flat but holds 8 repeats; the hilly run holds none."""
+        length, ele = repeats_route()
+        cli.put("repeats.gpx", route_gpx(length, ele, start=NOV20))
+        cli.put("hilly.gpx", route_gpx(10_000, hilly_route, start="2026-11-22T07:00:00+00:00"))
+        cli.configure()
+        assert cli("sync")[0] == 0
+        runs = cli.json("activities")
+        assert [r["label"] for r in runs] == ["flat", "uphill"]
+        repeats = runs[0]["hill_repeats"]
+        assert repeats["count"] == 8
+        assert repeats["length_m"] == pytest.approx(150, abs=20)
+        assert repeats["grade_pct"] == pytest.approx(6.0, abs=0.5)
+        assert runs[1]["hill_repeats"] is None
+
+        # reclassify recomputes it from the stored profile alone
+        with sqlite3.connect(cli.tmp / "db" / "hillsync.db") as conn:
+            conn.execute("UPDATE activities SET hill_repeats = NULL")
+            conn.execute("UPDATE runs SET hill_repeats = NULL")
+        assert cli("reclassify")[0] == 0
+        assert cli.json("activities")[0]["hill_repeats"] == repeats
+
+
+def flat_run(days_ago: float, km: float = 10.0, **kw: Any) -> RunForBalance:
+    return RunForBalance(AT - timedelta(days=days_ago), km * 1000, Terrain.FLAT, 30.0, 30.0, **kw)
+
+
+SESSION = HillRepeats(count=8, length_m=150.0, grade_pct=6.0)
+
+
+class TestHillSessionsInBalance:
+    """The window's hill sessions: counted, dated in the low advice, and the weekly rule."""
+
+    def test_low_advice_says_when_the_last_session_was(self) -> None:
+        """Flat runs only, one session 40 days ago: low, and the advice gives its date."""
+        runs = [flat_run(d) for d in (1, 3, 5, 8, 12)] + [flat_run(40, hill_repeats=SESSION)]
+        report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
+        assert report.status is BalanceStatus.LOW
+        assert report.hill_sessions.count == 0
+        assert "2026-10-21 (40 days ago)" in report.advice
+        assert report_as_json(report)["hill_sessions"] == {"count": 0, "last": "2026-10-21"}
+
+    def test_no_session_at_all_is_said(self) -> None:
+        """Without any session the low advice says there was none in the looked-at days."""
+        report = evaluate([flat_run(d) for d in (1, 3, 5, 8)], marathon_goal(), athlete="me", at=AT)
+        assert report.status is BalanceStatus.LOW
+        assert "No hill-repeat session in the last 56 days" in report.advice
+
+    def test_weekly_sessions_are_not_low(self) -> None:
+        """Four sessions in 28 days inside flat runs: ok, whatever the run labels say."""
+        runs = [flat_run(d, hill_repeats=SESSION) for d in (2, 9, 16, 23)] + [flat_run(4)]
+        report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
+        assert report.hill_share == 0.0
+        assert report.hill_sessions.count == 4
+        assert report.status is BalanceStatus.OK
+        assert "hill-repeat sessions" in report.advice
+
+    def test_fewer_than_weekly_sessions_stay_low(self) -> None:
+        """Three sessions in 28 days are less than one a week: still low."""
+        runs = [flat_run(d, hill_repeats=SESSION) for d in (2, 9, 16)] + [flat_run(4)]
+        report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
+        assert report.status is BalanceStatus.LOW
+        assert "2026-11-28 (2 days ago)" in report.advice

@@ -27,6 +27,7 @@ from hillsync.model import (
     BalanceReport,
     BalanceStatus,
     Goal,
+    HillSessions,
     Message,
     RunForBalance,
     Terrain,
@@ -41,6 +42,9 @@ MIN_DISTANCE_M = 20_000.0
 HYSTERESIS = 0.02
 #: Days before race_date during which `low` is not raised.
 TAPER_DAYS = 10
+#: How far back `evaluate` looks beyond the window: for the last hill session's date and
+#: the downhill ramp's previous four weeks. Callers pass runs from `history_start` on.
+HISTORY_DAYS = 56
 
 WARNING_STATES: frozenset[BalanceStatus] = frozenset(
     {BalanceStatus.LOW, BalanceStatus.HIGH, BalanceStatus.DOWNHILL_HIGH}
@@ -58,10 +62,24 @@ ADVICE_DOWNHILL_HIGH = (
     "Downhill running strains the muscles eccentrically (braking) and raises injury risk: "
     "cut descents, walk the steep ones, and build up downhill running gradually."
 )
+ADVICE_SESSIONS = (
+    "Your runs are mostly labelled flat, but your weekly hill-repeat sessions are the hill "
+    "work the band asks for: keep them up."
+)
 ADVICE_OK = "Your hill running is in balance with your goal: keep it up."
 ADVICE_TAPER = (
     "Tapering for your race: a hill share below the band is expected now, no extra hills needed."
 )
+
+
+def history_start(goal: Goal, at: datetime) -> datetime:
+    """From when `evaluate` wants the athlete's runs: the window or HISTORY_DAYS, the longer."""
+    return at - timedelta(days=max(goal.window_days, HISTORY_DAYS))
+
+
+def weekly_sessions(sessions: int, window_days: int) -> bool:
+    """True when the window holds on average one hill-repeat session a week (at least one)."""
+    return sessions >= max(1, window_days // 7)
 
 
 def _check_aware(at: datetime) -> None:
@@ -138,8 +156,25 @@ def _insufficient_advice(known_runs: int, known_m: float, window_days: int) -> s
     )
 
 
-def _advice(status: BalanceStatus, taper: bool, hill_share: float | None, goal: Goal) -> str:
+def _last_session(sessions: HillSessions, at: datetime) -> str:
+    if sessions.last is None:
+        return f"No hill-repeat session in the last {HISTORY_DAYS} days."
+    days = (at - sessions.last).days
+    ago = "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"
+    return f"Your last hill-repeat session was on {sessions.last:%Y-%m-%d} ({ago})."
+
+
+def _advice(
+    status: BalanceStatus,
+    taper: bool,
+    hill_share: float | None,
+    goal: Goal,
+    sessions: HillSessions | None = None,
+    at: datetime | None = None,
+) -> str:
     if status is BalanceStatus.LOW:
+        if sessions is not None and at is not None:
+            return f"{ADVICE_LOW} {_last_session(sessions, at)}"
         return ADVICE_LOW
     if status is BalanceStatus.HIGH:
         return ADVICE_HIGH
@@ -182,6 +217,13 @@ def evaluate(
             known_runs += 1
         if run.elevation_gain_m is not None:
             vertical += run.elevation_gain_m
+    sessions = HillSessions(
+        count=sum(1 for r in in_window if r.hill_repeats is not None),
+        last=max(
+            (r.start_time for r in runs if r.hill_repeats is not None and r.start_time <= at),
+            default=None,
+        ),
+    )
     known_m = sum(m for t, m in by_label.items() if t is not Terrain.UNKNOWN)
     total_m = known_m + by_label[Terrain.UNKNOWN]
 
@@ -200,7 +242,10 @@ def evaluate(
     else:
         prev = None if previous is BalanceStatus.INSUFFICIENT_DATA else previous
         status = hill_share_status(hill_share, downhill_share, goal, previous=prev, taper=taper)
-        advice = _advice(status, taper, hill_share, goal)
+        advice = _advice(status, taper, hill_share, goal, sessions, at)
+        if status is BalanceStatus.LOW and weekly_sessions(sessions.count, goal.window_days):
+            # Hill repeats inside flat-labelled runs are the hill work `low` asks for.
+            status, advice = BalanceStatus.OK, ADVICE_SESSIONS
 
     return BalanceReport(
         athlete=athlete,
@@ -216,6 +261,7 @@ def evaluate(
         status=status,
         advice=advice,
         terrain=terrain_volume(in_window),
+        hill_sessions=sessions,
     )
 
 
@@ -252,6 +298,8 @@ def terrain_lines(report: BalanceReport) -> list[str]:
         f"downhill, {t.flat_m / 1000:.1f} km flat (100 m segments)",
         f"  vertical       {t.gain_m:.0f} m up, {t.loss_m:.0f} m down; "
         f"km-effort {t.km_effort:.1f} (ITRA: km + D+/100)",
+        f"  hill sessions  {report.hill_sessions.count} in the window; "
+        + _last_session(report.hill_sessions, report.window_end),
     ]
 
 
@@ -311,6 +359,7 @@ def warning_message(report: BalanceReport, previous: BalanceStatus | None) -> Me
             previous is BalanceStatus.LOW
             and report.hill_share is not None
             and report.hill_share < report.goal.hill_share_min
+            and in_taper(report.goal, report.window_end)
         ):
             return None  # silenced by the taper, not back in balance
         return _message("balance_ok", _title(report), report)
@@ -373,4 +422,10 @@ def added_json(report: BalanceReport) -> dict[str, Any]:
         },
         "loss_m": round(t.loss_m, 1),
         "km_effort": round(t.km_effort, 1),
+        "hill_sessions": {
+            "count": report.hill_sessions.count,
+            "last": report.hill_sessions.last.date().isoformat()
+            if report.hill_sessions.last
+            else None,
+        },
     }

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hillsync import __version__, paths
-from hillsync.balance import added_json, terrain_lines
+from hillsync.balance import added_json, history_start, terrain_lines
 from hillsync.config import (
     DEFAULT_ATHLETE,
     AthleteSettings,
@@ -344,6 +344,7 @@ def cmd_activities(app: App) -> int:
             "elevation_gain_m": rounded(r.elevation_gain_m),
             "elevation_loss_m": rounded(r.elevation_loss_m),
             "sources": [{"source": s, "source_id": i} for s, i in r.sources],
+            "hill_repeats": repo.hill_repeats_json(r.hill_repeats),
         }
         for r in runs
     ]
@@ -423,9 +424,7 @@ def current_report(
         row = repo.ensure_athlete(session, athlete.name)
         state = outbox.get_balance_state(session, row.id)
         previous = BalanceStatus(state.status) if state is not None and with_state else None
-        runs = repo.runs_for_balance(
-            session, athlete.name, at - timedelta(days=goal.window_days), at
-        )
+        runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
     return evaluate(runs, goal, athlete=athlete.name, at=at, previous=previous)
 
 
@@ -563,13 +562,14 @@ def rate_budget(cursor: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def cmd_reclassify(app: App) -> int:
     from hillsync.classify import classify
+    from hillsync.hills import with_hill_repeats
     from hillsync.store import repo
 
     params = app.settings.classify
     changed = total = 0
     with app.db.session() as session:
         for row, summary, profile in repo.iter_for_reclassify(session):
-            result = classify(summary, profile, params)
+            result = with_hill_repeats(classify(summary, profile, params), profile)
             total += 1
             if str(result.label) != row.label:
                 changed += 1

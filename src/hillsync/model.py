@@ -193,6 +193,18 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class HillRepeats:
+    """A hill-repeat session found in one run: how many efforts, their typical length and grade.
+
+    `length_m` and `grade_pct` are the medians over the efforts.
+    """
+
+    count: int
+    length_m: float
+    grade_pct: float
+
+
+@dataclass(frozen=True)
 class Classification:
     """The label of one run and the figures it was decided from.
 
@@ -212,6 +224,8 @@ class Classification:
     #: True when the summary alone could not decide (point-to-point run without loss):
     #: the source should fetch the profile if it can.
     needs_profile: bool = False
+    #: The hill-repeat session found in the run's profile (hillsync.hills), if any.
+    hill_repeats: HillRepeats | None = None
 
 
 class GoalProfile(enum.StrEnum):
@@ -259,18 +273,6 @@ class BalanceStatus(enum.StrEnum):
     HIGH = "high"
     DOWNHILL_HIGH = "downhill_high"
     INSUFFICIENT_DATA = "insufficient_data"
-
-
-@dataclass(frozen=True)
-class HillRepeats:
-    """A hill-repeat session found in one run: how many efforts, their typical length and grade.
-
-    `length_m` and `grade_pct` are the medians over the efforts.
-    """
-
-    count: int
-    length_m: float
-    grade_pct: float
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import structlog
 import tenacity
 from sqlalchemy.orm import Session
 
-from hillsync import alerts, classify, paths
+from hillsync import alerts, classify, hills, paths
+from hillsync.balance import history_start
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.errors import (
     AuthRequired,
@@ -94,7 +95,8 @@ def classify_activity(
     profile = activity.profile
     if profile is None and activity.track is not None and len(activity.track):
         profile = classify.build_profile(activity.track)
-    return profile, classify.classify(summary_of(activity), profile, params)
+    c = classify.classify(summary_of(activity), profile, params)
+    return profile, hills.with_hill_repeats(c, profile)
 
 
 def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:
@@ -440,9 +442,7 @@ class Worker:
             goal = athlete.goal.goal()
             with self.db.session() as session:
                 row = repo.ensure_athlete(session, athlete.name)
-                runs = repo.runs_for_balance(
-                    session, athlete.name, at - timedelta(days=goal.window_days), at
-                )
+                runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
                 reports[athlete.name] = alerts.evaluate_athlete(
                     session,
                     row.id,

@@ -23,6 +23,7 @@ from hillsync.model import (
     Activity,
     Batch,
     Classification,
+    HillRepeats,
     Profile,
     RunForBalance,
     Summary,
@@ -41,7 +42,7 @@ _HASHED = (
     "reported_gain_m", "reported_loss_m", "elevation_range_m", "start_lat", "start_lon",
     "end_lat", "end_lon", "indoor", "external_id", "elevation_source", "raw", "profile",
     "profile_distance_m", "label", "elevation_gain_m", "elevation_loss_m", "uphill_m",
-    "downhill_m", "flat_m", "classifier_version", "classify_inputs",
+    "downhill_m", "flat_m", "classifier_version", "classify_inputs", "hill_repeats",
 )  # fmt: skip
 
 
@@ -70,6 +71,28 @@ class RunView:
     elevation_gain_m: float | None
     elevation_loss_m: float | None
     sources: tuple[tuple[str, str], ...]
+    hill_repeats: HillRepeats | None = None
+
+
+def hill_repeats_json(h: HillRepeats | None) -> dict[str, Any] | None:
+    """A hill-repeat session as stored and shown: {count, length_m, grade_pct}, or None."""
+    if h is None:
+        return None
+    return {"count": h.count, "length_m": h.length_m, "grade_pct": h.grade_pct}
+
+
+def hill_repeats_of(value: Mapping[str, Any] | None) -> HillRepeats | None:
+    """The stored {count, length_m, grade_pct} back as a HillRepeats (None stays None)."""
+    if not value:
+        return None
+    try:
+        return HillRepeats(
+            count=int(value["count"]),
+            length_m=float(value["length_m"]),
+            grade_pct=float(value["grade_pct"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # written by another version: as if not found
 
 
 def _utc_now() -> datetime:
@@ -296,6 +319,7 @@ def _activity_values(
         "flat_m": c.flat_m,
         "classifier_version": c.version,
         "classify_inputs": _json_safe(c.inputs) or {},
+        "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
 
 
@@ -472,6 +496,7 @@ def list_runs(
             elevation_gain_m=run.elevation_gain_m,
             elevation_loss_m=run.elevation_loss_m,
             sources=tuple(sources.get(run.id, ())),
+            hill_repeats=hill_repeats_of(run.hill_repeats),
         )
         for run, name in rows
     ]
@@ -497,6 +522,7 @@ def runs_for_balance(
             uphill_m=run.uphill_m or 0.0,
             downhill_m=run.downhill_m or 0.0,
             flat_m=run.flat_m or 0.0,
+            hill_repeats=hill_repeats_of(run.hill_repeats),
         )
         for run in session.scalars(stmt)
     ]
@@ -561,6 +587,7 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "flat_m": c.flat_m,
         "classifier_version": c.version,
         "classify_inputs": _json_safe(c.inputs) or {},
+        "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
     if all(getattr(row, k) == v for k, v in new.items()):
         return False

@@ -160,3 +160,4 @@ def refresh(session: Session, run: Run) -> None:
     run.uphill_m = best.uphill_m
     run.downhill_m = best.downhill_m
     run.flat_m = best.flat_m
+    run.hill_repeats = best.hill_repeats
