@@ -303,6 +303,29 @@ def split(profile: Profile, z: FloatArray, grade_pct: float) -> tuple[float, flo
     return uphill, downhill, _rest(total, uphill, downhill)
 
 
+def segment_terrain(
+    profile: Profile, z: FloatArray, grade_pct: float
+) -> tuple[FloatArray, FloatArray, list[Terrain]]:
+    """The 100 m segments `split` counts: their edges (m), altitude at the edges, and terrain.
+
+    Same rule as `split` (grade >= +grade_pct uphill, <= -grade_pct downhill, else flat), for
+    drawing a profile coloured by segment. Raises nothing.
+    """
+    total = float(profile.distance_m)
+    if total <= 0.0 or z.size == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return empty, empty, []
+    edges = np.append(np.arange(0.0, total, SEGMENT_M), total)
+    alt = np.interp(edges, profile.distances(), z)
+    limit = abs(grade_pct) / 100.0 * np.diff(edges)
+    rise = np.diff(alt)
+    labels = [
+        Terrain.UPHILL if r >= lim else Terrain.DOWNHILL if r <= -lim else Terrain.FLAT
+        for r, lim in zip(rise.tolist(), limit.tolist(), strict=True)
+    ]
+    return edges, alt, labels
+
+
 def _rest(total: float, a: float, b: float) -> float:
     """The c for which a + b + c == total holds exactly in floating point."""
     c = total - (a + b)

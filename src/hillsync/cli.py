@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hillsync import __version__, paths
-from hillsync.balance import added_json, history_start, terrain_lines
+from hillsync.balance import added_json, terrain_lines
 from hillsync.config import (
     DEFAULT_ATHLETE,
     AthleteSettings,
@@ -415,17 +415,9 @@ def current_report(
     `with_state` applies the stored warning state's hysteresis: right for now, wrong for a
     past date, when another state may have been in force.
     """
-    from hillsync.balance import evaluate
-    from hillsync.model import BalanceStatus
-    from hillsync.store import outbox, repo
+    from hillsync.dashboard import current_balance
 
-    goal = athlete.goal.goal()
-    with app.db.session() as session:
-        row = repo.ensure_athlete(session, athlete.name)
-        state = outbox.get_balance_state(session, row.id)
-        previous = BalanceStatus(state.status) if state is not None and with_state else None
-        runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
-    return evaluate(runs, goal, athlete=athlete.name, at=at, previous=previous)
+    return current_balance(app.db, athlete, at, with_state=with_state)
 
 
 def cmd_balance(app: App) -> int:
@@ -464,18 +456,15 @@ def print_balance(app: App, report: BalanceReport) -> None:
 
 
 def cmd_report(app: App) -> int:
-    from hillsync.report import render_report, weekly_volumes
-    from hillsync.store import repo
+    from hillsync.dashboard import build_dashboard
+    from hillsync.report import render_report
 
     athlete = athlete_settings(app, getattr(app.args, "athlete", None))
-    now = datetime.now(UTC)
     weeks = app.args.weeks
     if weeks < 1:
         raise UsageError("--weeks must be 1 or more")
-    with app.db.session() as session:
-        runs = repo.runs_for_balance(session, athlete.name, now - timedelta(weeks=weeks + 1), now)
     out = Path(app.args.out)
-    render_report(weekly_volumes(runs, weeks, now), athlete.goal.goal(), out)
+    render_report(build_dashboard(app.db, athlete, datetime.now(UTC), weeks=weeks), out)
     app.print(f"wrote {out}")
     return EXIT_OK
 

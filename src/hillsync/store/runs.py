@@ -46,6 +46,11 @@ def _best_key(row: ActivityRow) -> tuple[int, datetime, int]:
     return (ELEVATION_RANK.get(row.elevation_source, len(ELEVATION_RANK)), row.created_at, row.id)
 
 
+def best_activity(members: Iterable[ActivityRow]) -> ActivityRow | None:
+    """The activity whose figures a run carries (best elevation source, then the oldest)."""
+    return min(members, key=_best_key, default=None)
+
+
 def _live(rows: Iterable[ActivityRow]) -> list[ActivityRow]:
     return [r for r in rows if r.deleted_at is None and r.is_run]
 
