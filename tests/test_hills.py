@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import sqlite3
+import struct
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fitdecode
 import numpy as np
 import pytest
+from garminconnect.fit import FitBaseType, FitEncoder
 
 from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume
+from hillsync.classify import classify
 from hillsync.cli import main
 from hillsync.hills import detect
 from hillsync.model import (
     GOAL_BANDS,
     PROFILE_STEP_M,
     BalanceStatus,
+    ClassifyParams,
     Goal,
     GoalProfile,
     HillRepeats,
     Profile,
     RunForBalance,
+    Summary,
     Terrain,
 )
 
@@ -65,6 +72,48 @@ def route_gpx(
     )
 
 
+class _ActivityFit(FitEncoder):
+    """garminconnect's FIT encoder, writing an activity file with any message."""
+
+    FILE_TYPE = 4  # activity
+
+    def message(self, local: int, global_num: int, content: list[tuple[Any, ...]]) -> None:
+        fields, values = self._build_content_block(content)  # type: ignore[arg-type]
+        fixed = struct.pack("BBHB", 0, 0, global_num, len(content))
+        self.buf.write(self.record_header(definition=True, lmsg_type=local) + fixed + fields)
+        self.buf.write(self.record_header(lmsg_type=local) + values)
+
+
+def treadmill_fit(start: datetime, distance_m: float, seconds: int, ascent_m: int | None) -> bytes:
+    """A FIT treadmill run (sport running, sub_sport treadmill, no position, no altitude).
+
+    Its session reports `ascent_m` as total_ascent (None: the field is left invalid), as a
+    watch on an inclined treadmill does from the belt's incline.
+    """
+    f = _ActivityFit()
+    f.write_file_info(serial_number=1, time_created=start, manufacturer=1, product=1, number=0)
+    ts = int(f.timestamp(start))
+    for i in range(0, seconds + 1, 10):
+        f.message(3, 20, [  # record: timestamp, distance (cm), speed (mm/s)
+            (253, FitBaseType.uint32, ts + i, None),
+            (5, FitBaseType.uint32, distance_m * i / seconds, 100),
+            (6, FitBaseType.uint16, distance_m / seconds, 1000),
+        ])  # fmt: skip
+    f.message(4, 18, [  # session
+        (253, FitBaseType.uint32, ts + seconds, None),
+        (2, FitBaseType.uint32, ts, None),
+        (5, FitBaseType.enum, 1, None),  # running
+        (6, FitBaseType.enum, 1, None),  # treadmill
+        (7, FitBaseType.uint32, seconds, 1000),
+        (8, FitBaseType.uint32, seconds, 1000),
+        (9, FitBaseType.uint32, distance_m, 100),
+        (22, FitBaseType.uint16, ascent_m, None),
+        (23, FitBaseType.uint16, 0 if ascent_m is not None else None, None),
+    ])  # fmt: skip
+    f.finish()
+    return f.getvalue()
+
+
 class Cli:
     """Runs `hillsync` in-process with its own folders and a config."""
 
@@ -85,6 +134,14 @@ class Cli:
         """Write a file into the synced folder, dated an hour ago (complete, not being written)."""
         path = self.folder / name
         path.write_text(text)
+        old = datetime.now(UTC).timestamp() - 3600
+        os.utime(path, (old, old))
+        return path
+
+    def put_bytes(self, name: str, data: bytes) -> Path:
+        """Write a binary file into the synced folder, dated an hour ago."""
+        path = self.folder / name
+        path.write_bytes(data)
         old = datetime.now(UTC).timestamp() - 3600
         os.utime(path, (old, old))
         return path
@@ -314,3 +371,44 @@ class TestHillSessionsInBalance:
         report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
         assert report.status is BalanceStatus.LOW
         assert "2026-11-28 (2 days ago)" in report.advice
+
+
+class TestInclineTreadmill:
+    """An indoor run is uphill when its device reports enough ascent, else unknown."""
+
+    def test_fit_reports_what_was_built(self) -> None:
+        """fitdecode reads the built file back: a treadmill run of 8 km with 420 m of ascent."""
+        data = treadmill_fit(datetime(2026, 11, 25, 18, tzinfo=UTC), 8_000.0, 2_880, 420)
+        with fitdecode.FitReader(io.BytesIO(data), check_crc=fitdecode.CrcCheck.RAISE) as fit:
+            sessions = [
+                m for m in fit if isinstance(m, fitdecode.FitDataMessage) and m.name == "session"
+            ]
+        assert sessions[0].get_value("sub_sport") == "treadmill"
+        assert sessions[0].get_value("total_ascent") == 420
+
+    def test_inclined_treadmill_is_uphill(self, cli: Cli) -> None:
+        """420 m up over 8 km is 52 m/km (>= 15): uphill; the flat treadmill run stays unknown."""
+        start = datetime(2026, 11, 25, 18, tzinfo=UTC)
+        cli.put_bytes("incline.fit", treadmill_fit(start, 8_000.0, 2_880, 420))
+        cli.put_bytes("belt.fit", treadmill_fit(start + timedelta(days=1), 8_000.0, 2_880, None))
+        cli.configure()
+        rows = {Path(r["file"]).name: r for r in cli.json("classify", *sorted(
+            str(p) for p in cli.folder.iterdir()))}  # fmt: skip
+        assert rows["incline.fit"]["label"] == "uphill"
+        assert rows["incline.fit"]["elevation_gain_m"] == 420
+        assert rows["belt.fit"]["label"] == "unknown"
+        assert cli("sync")[0] == 0
+        runs = cli.json("activities")
+        assert [(r["sport"], r["label"]) for r in runs] == [
+            ("treadmill", "uphill"),
+            ("treadmill", "unknown"),
+        ]
+
+    def test_little_ascent_stays_unknown(self) -> None:
+        """A treadmill run reporting 40 m over 8 km (5 m/km) is not uphill, and never flat."""
+        c = classify(
+            Summary(sport="treadmill", distance_m=8_000.0, reported_gain_m=40.0, indoor=True),
+            None,
+            ClassifyParams(),
+        )
+        assert c.label is Terrain.UNKNOWN

@@ -26,7 +26,7 @@ from hillsync.model import (
 )
 
 #: Bump when a change of the rules could change a stored label.
-CLASSIFIER_VERSION: int = 1
+CLASSIFIER_VERSION: int = 2
 
 #: Altitudes outside this band are sensor garbage, not terrain (Dead Sea to above Everest).
 MIN_ALTITUDE_M = -500.0
@@ -405,6 +405,11 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
         )
 
     if summary.indoor or summary.sport in INDOOR_SPORTS:
+        if reported_gain is not None and distance >= MIN_RUN_M:
+            if reported_gain / (distance / 1000.0) >= params.hilly_m_per_km:
+                # An inclined treadmill is real hill work (DESIGN.md section 4).
+                inputs.update(reason="indoor with reported ascent", gain_from="reported")
+                return result(Terrain.UPHILL, reported_gain, reported_loss)
         inputs["reason"] = "indoor"
         return result(Terrain.UNKNOWN, reported_gain, reported_loss)
     if distance <= 0.0:
