@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import math
@@ -17,7 +18,6 @@ from typing import Any
 import fitdecode
 import numpy as np
 import pytest
-from garminconnect.fit import FitBaseType, FitEncoder
 
 from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume
 from hillsync.classify import classify
@@ -38,6 +38,10 @@ from hillsync.model import (
 )
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+# garminconnect's FIT encoder (an untyped corner of a typed package): builds test FIT files.
+_GARMIN_FIT: Any = importlib.import_module("garminconnect.fit")
+FitBaseType: Any = _GARMIN_FIT.FitBaseType
+FitEncoder: Any = _GARMIN_FIT.FitEncoder
 #: Metres per degree of latitude (on the mean Earth sphere hillsync uses).
 NOV20 = "2026-11-20T07:00:00+00:00"
 M_PER_DEG = 6_371_008.8 * math.pi / 180
@@ -72,16 +76,12 @@ def route_gpx(
     )
 
 
-class _ActivityFit(FitEncoder):
-    """garminconnect's FIT encoder, writing an activity file with any message."""
-
-    FILE_TYPE = 4  # activity
-
-    def message(self, local: int, global_num: int, content: list[tuple[Any, ...]]) -> None:
-        fields, values = self._build_content_block(content)  # type: ignore[arg-type]
-        fixed = struct.pack("BBHB", 0, 0, global_num, len(content))
-        self.buf.write(self.record_header(definition=True, lmsg_type=local) + fixed + fields)
-        self.buf.write(self.record_header(lmsg_type=local) + values)
+def _fit_message(f: Any, local: int, global_num: int, content: list[tuple[Any, ...]]) -> None:
+    """Append a definition and one data message to garminconnect's FIT encoder `f`."""
+    fields, values = f._build_content_block(content)
+    fixed = struct.pack("BBHB", 0, 0, global_num, len(content))
+    f.buf.write(f.record_header(definition=True, lmsg_type=local) + fixed + fields)
+    f.buf.write(f.record_header(lmsg_type=local) + values)
 
 
 def treadmill_fit(start: datetime, distance_m: float, seconds: int, ascent_m: int | None) -> bytes:
@@ -90,16 +90,17 @@ def treadmill_fit(start: datetime, distance_m: float, seconds: int, ascent_m: in
     Its session reports `ascent_m` as total_ascent (None: the field is left invalid), as a
     watch on an inclined treadmill does from the belt's incline.
     """
-    f = _ActivityFit()
+    f: Any = FitEncoder()
+    f.FILE_TYPE = 4  # an activity file
     f.write_file_info(serial_number=1, time_created=start, manufacturer=1, product=1, number=0)
     ts = int(f.timestamp(start))
     for i in range(0, seconds + 1, 10):
-        f.message(3, 20, [  # record: timestamp, distance (cm), speed (mm/s)
+        _fit_message(f, 3, 20, [  # record: timestamp, distance (cm), speed (mm/s)
             (253, FitBaseType.uint32, ts + i, None),
             (5, FitBaseType.uint32, distance_m * i / seconds, 100),
             (6, FitBaseType.uint16, distance_m / seconds, 1000),
         ])  # fmt: skip
-    f.message(4, 18, [  # session
+    _fit_message(f, 4, 18, [  # session
         (253, FitBaseType.uint32, ts + seconds, None),
         (2, FitBaseType.uint32, ts, None),
         (5, FitBaseType.enum, 1, None),  # running
@@ -111,7 +112,8 @@ def treadmill_fit(start: datetime, distance_m: float, seconds: int, ascent_m: in
         (23, FitBaseType.uint16, 0 if ascent_m is not None else None, None),
     ])  # fmt: skip
     f.finish()
-    return f.getvalue()
+    data: bytes = f.getvalue()
+    return data
 
 
 class Cli:
