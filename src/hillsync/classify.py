@@ -405,11 +405,14 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
         )
 
     if summary.indoor or summary.sport in INDOOR_SPORTS:
-        if reported_gain is not None and distance >= MIN_RUN_M:
-            if reported_gain / (distance / 1000.0) >= params.hilly_m_per_km:
-                # An inclined treadmill is real hill work (DESIGN.md section 4).
-                inputs.update(reason="indoor with reported ascent", gain_from="reported")
-                return result(Terrain.UPHILL, reported_gain, reported_loss)
+        if (
+            reported_gain is not None
+            and distance >= MIN_RUN_M
+            and reported_gain / (distance / 1000.0) >= params.hilly_m_per_km
+        ):
+            # An inclined treadmill is real hill work (DESIGN.md section 4).
+            inputs.update(reason="indoor with reported ascent", gain_from="reported")
+            return result(Terrain.UPHILL, reported_gain, reported_loss)
         inputs["reason"] = "indoor"
         return result(Terrain.UNKNOWN, reported_gain, reported_loss)
     if distance <= 0.0:

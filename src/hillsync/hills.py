@@ -25,7 +25,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hillsync.model import Classification, FloatArray, HillRepeats, Profile, Terrain
+from hillsync.model import (
+    Classification,
+    FloatArray,
+    HillRepeats,
+    Profile,
+    Terrain,
+    turning_points,
+)
 
 MIN_REPEATS = 4
 MIN_LENGTH_M = 60.0
@@ -82,44 +89,6 @@ def _smooth(z: FloatArray, step_m: float) -> FloatArray:
     return out
 
 
-def _turning_points(z: FloatArray) -> list[int]:
-    """Indexes of alternating lows and highs, each more than TURN_M from the one before.
-
-    A zigzag: the current extreme is followed until the series turns back by more than
-    TURN_M. The first point is the first extreme before the first real change of direction.
-    """
-    n = z.size
-    lo = hi = 0
-    i = 1
-    direction = 0
-    ext = 0
-    points: list[int] = []
-    while i < n and direction == 0:
-        if z[i] > z[hi]:
-            hi = i
-        if z[i] < z[lo]:
-            lo = i
-        if z[hi] - z[lo] > TURN_M:
-            direction, points, ext = (1, [lo], hi) if hi > lo else (-1, [hi], lo)
-        i += 1
-    if direction == 0:
-        return []
-    for j in range(i, n):
-        if direction == 1:
-            if z[j] > z[ext]:
-                ext = j
-            elif z[ext] - z[j] > TURN_M:
-                points.append(ext)
-                direction, ext = -1, j
-        elif z[j] < z[ext]:
-            ext = j
-        elif z[j] - z[ext] > TURN_M:
-            points.append(ext)
-            direction, ext = 1, j
-    points.append(ext)
-    return points
-
-
 def efforts(profile: Profile) -> list[Effort]:
     """Every climb of the profile with its steep part and the descent after it. Raises nothing."""
     z = np.asarray(profile.altitude_m, dtype=np.float64)
@@ -127,7 +96,7 @@ def efforts(profile: Profile) -> list[Effort]:
         return []
     d = profile.distances()
     z = _smooth(z, profile.step_m)
-    turns = _turning_points(z)
+    turns = turning_points(z, TURN_M)
     if len(turns) < 2:
         return []
     found: list[Effort] = []

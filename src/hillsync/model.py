@@ -263,6 +263,9 @@ class Goal:
     downhill_share_max: float
     window_days: int = 28
     race_date: date | None = None
+    #: The least share of the window's distance on downhill 100 m segments (`downhill_low`
+    #: below it); None: no minimum unless the race course sets one.
+    downhill_share_min: float | None = None
 
 
 class BalanceStatus(enum.StrEnum):
@@ -272,6 +275,7 @@ class BalanceStatus(enum.StrEnum):
     LOW = "low"
     HIGH = "high"
     DOWNHILL_HIGH = "downhill_high"
+    DOWNHILL_LOW = "downhill_low"
     INSUFFICIENT_DATA = "insufficient_data"
 
 
@@ -317,6 +321,42 @@ class HillSessions:
 
 
 @dataclass(frozen=True)
+class CourseFigures:
+    """The terrain of a race course (`[goal] course`), as the classifier measures a run.
+
+    `uphill_m`/`downhill_m`/`flat_m` are its 100 m segment split; the longest climb (and
+    descent) is the largest height won (lost) in one go, dips under 10 m not breaking it.
+    """
+
+    name: str
+    distance_m: float
+    gain_m: float
+    loss_m: float
+    uphill_m: float
+    downhill_m: float
+    flat_m: float
+    longest_climb_m: float
+    longest_climb_length_m: float
+    longest_descent_m: float
+    longest_descent_length_m: float
+
+
+@dataclass(frozen=True)
+class CourseTargets:
+    """The training targets a course sets, and which of them came from it (`from_course`)."""
+
+    figures: CourseFigures
+    uphill_share: float
+    downhill_share: float
+    descending: bool
+    hill_share_min: float
+    hill_share_max: float
+    downhill_share_min: float | None
+    vertical_week_target_m: float
+    from_course: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BalanceReport:
     """The hill balance of one athlete over one window."""
 
@@ -334,6 +374,9 @@ class BalanceReport:
     advice: str
     terrain: TerrainVolume = field(default_factory=TerrainVolume)
     hill_sessions: HillSessions = field(default_factory=HillSessions)
+    course: CourseTargets | None = None
+    #: Elevation gain of the 7 days up to the window's end (for the course's weekly target).
+    vertical_week_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -395,3 +438,41 @@ def is_loop(start: tuple[float, float] | None, end: tuple[float, float] | None) 
     if start is None or end is None:
         return None
     return haversine_m(start, end) <= LOOP_TOLERANCE_M
+
+
+def turning_points(z: FloatArray, min_change: float) -> list[int]:
+    """Indexes of alternating lows and highs of z, each more than min_change from the one before.
+
+    A zigzag: the current extreme is followed until the series turns back by more than
+    min_change. The first point is the first extreme before the first real change of direction.
+    """
+    n = z.size
+    lo = hi = 0
+    i = 1
+    direction = 0
+    ext = 0
+    points: list[int] = []
+    while i < n and direction == 0:
+        if z[i] > z[hi]:
+            hi = i
+        if z[i] < z[lo]:
+            lo = i
+        if z[hi] - z[lo] > min_change:
+            direction, points, ext = (1, [lo], hi) if hi > lo else (-1, [hi], lo)
+        i += 1
+    if direction == 0:
+        return []
+    for j in range(i, n):
+        if direction == 1:
+            if z[j] > z[ext]:
+                ext = j
+            elif z[ext] - z[j] > min_change:
+                points.append(ext)
+                direction, ext = -1, j
+        elif z[j] < z[ext]:
+            ext = j
+        elif z[j] - z[ext] > min_change:
+            points.append(ext)
+            direction, ext = 1, j
+    points.append(ext)
+    return points
