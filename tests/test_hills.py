@@ -11,7 +11,8 @@ import sqlite3
 import struct
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ import fitdecode
 import numpy as np
 import pytest
 
-from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume
+from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume, warning_message
 from hillsync.classify import classify
 from hillsync.cli import main
+from hillsync.course import targets as course_targets
+from hillsync.coursefile import CourseReader, load_course
+from hillsync.errors import ConfigError
 from hillsync.hills import detect
 from hillsync.model import (
     GOAL_BANDS,
@@ -414,3 +418,146 @@ class TestInclineTreadmill:
             ClassifyParams(),
         )
         assert c.label is Terrain.UNKNOWN
+
+
+def descending_course(d: float) -> float:
+    """21 km: 8 km flat at 900 m, a 3 km descent at 8 % (240 m), 10 km flat at 660 m."""
+    if d < 8_000:
+        return 900.0
+    if d < 11_000:
+        return 900.0 - 0.08 * (d - 8_000)
+    return 660.0
+
+
+def mountain_course(d: float) -> float:
+    """20 km: 4 km flat, a 6 km climb at 6 % (360 m), the 6 km descent, 4 km flat."""
+    if d < 4_000:
+        return 1_000.0
+    if d < 10_000:
+        return 1_000.0 + 0.06 * (d - 4_000)
+    if d < 16_000:
+        return 1_360.0 - 0.06 * (d - 10_000)
+    return 1_000.0
+
+
+def terrain_run(
+    days_ago: float, label: Terrain, km: float = 10.0, down_km: float = 0.0
+) -> RunForBalance:
+    """A run whose 100 m segments are `down_km` downhill, the rest flat."""
+    return RunForBalance(
+        AT - timedelta(days=days_ago), km * 1000, label, 50.0, 50.0,
+        downhill_m=down_km * 1000, flat_m=(km - down_km) * 1000,
+    )  # fmt: skip
+
+
+def in_band_history(down_km: float = 0.0) -> list[RunForBalance]:
+    """Five runs, 50 km, 20 % of them uphill runs: inside the road-marathon band (10-25 %)."""
+    return [
+        terrain_run(1, Terrain.UPHILL, down_km=down_km),
+        *(terrain_run(d, Terrain.FLAT) for d in (3, 6, 9, 12)),
+    ]
+
+
+class TestCourseTargets:
+    """Targets from the race course: band, vertical per week, downhill minimum."""
+
+    @pytest.fixture
+    def course_file(self, tmp_path: Path) -> Callable[[Callable[[float], float], float], Path]:
+        def make(ele: Callable[[float], float], length: float) -> Path:
+            path = tmp_path / "race.gpx"
+            path.write_text(route_gpx(length, ele))
+            return path
+
+        return make
+
+    def test_descending_course_figures(self, course_file: Any) -> None:
+        """The descending course measures as built: 21 km, 240 m down, 3 km of it descending."""
+        figures = load_course(course_file(descending_course, 21_000), ClassifyParams())
+        assert figures.distance_m == pytest.approx(21_000, abs=10)
+        assert figures.loss_m == pytest.approx(240, abs=10)
+        assert figures.gain_m == pytest.approx(0, abs=5)
+        assert figures.downhill_m == pytest.approx(3_000, abs=200)
+        assert figures.longest_descent_m == pytest.approx(240, abs=10)
+        assert figures.longest_descent_length_m == pytest.approx(3_000, abs=200)
+
+    def test_descending_course_sets_a_downhill_minimum(self, course_file: Any) -> None:
+        """3 of 21 km descending (14 %): a minimum of half that; downhill_low on flat running."""
+        figures = load_course(course_file(descending_course, 21_000), ClassifyParams())
+        targets = course_targets(figures, marathon_goal(), AT.date())
+        assert targets.descending
+        assert targets.downhill_share_min == pytest.approx(0.5 * 3 / 21, abs=0.01)
+        # the course climbs too little to move the profile's band
+        assert (targets.hill_share_min, targets.hill_share_max) == (0.10, 0.25)
+        assert "downhill_share_min" in targets.from_course
+        assert "hill_share" not in targets.from_course
+
+        flat = evaluate(in_band_history(), marathon_goal(), athlete="me", at=AT, course=targets)
+        assert flat.status is BalanceStatus.DOWNHILL_LOW
+        assert "repeated-bout" in flat.advice
+        doc = report_as_json(flat)
+        assert doc["status"] == "downhill_low"
+        assert doc["course"]["descending"] is True
+        assert doc["course"]["targets"]["downhill_share_min"] == pytest.approx(0.0714, abs=0.01)
+        message = warning_message(flat, None)
+        assert message is not None
+        assert message.kind == "balance_downhill_low"
+        assert "race.gpx" in message.body
+
+        # 5 of 50 km on descents (10 %) is enough
+        prepared = in_band_history(down_km=5.0)
+        ok = evaluate(prepared, marathon_goal(), athlete="me", at=AT, course=targets)
+        assert ok.status is BalanceStatus.OK
+
+    def test_config_minimum_without_course(self) -> None:
+        """`[goal] downhill_share_min` alone asks for downhill preparation too."""
+        goal = replace(marathon_goal(), downhill_share_min=0.05)
+        assert evaluate(in_band_history(), goal, athlete="me", at=AT).status is (
+            BalanceStatus.DOWNHILL_LOW
+        )
+
+    def test_taper_silences_downhill_low(self) -> None:
+        """Within 10 days of the race it is too late to prepare: no downhill_low."""
+        goal = replace(
+            marathon_goal(), downhill_share_min=0.05, race_date=(AT + timedelta(days=5)).date()
+        )
+        assert evaluate(in_band_history(), goal, athlete="me", at=AT).status is BalanceStatus.OK
+
+    def test_course_derived_band(self, course_file: Any) -> None:
+        """6 of 20 km climbing: a band centred on 30 % as wide as the profile's (15 points)."""
+        figures = load_course(course_file(mountain_course, 20_000), ClassifyParams())
+        assert figures.uphill_m == pytest.approx(6_000, abs=200)
+        assert figures.longest_climb_m == pytest.approx(360, abs=10)
+        targets = course_targets(figures, marathon_goal(), AT.date())
+        centre = figures.uphill_m / figures.distance_m
+        assert targets.hill_share_min == pytest.approx(centre - 0.075)
+        assert targets.hill_share_max == pytest.approx(centre + 0.075)
+        assert targets.hill_share_min == pytest.approx(0.225, abs=0.01)
+        assert "hill_share" in targets.from_course
+        # 20 % uphill runs: inside the marathon band, below the course's
+        report = evaluate(in_band_history(), marathon_goal(), athlete="me", at=AT, course=targets)
+        assert report.status is BalanceStatus.LOW
+        assert report.goal.hill_share_min == pytest.approx(0.225, abs=0.01)
+
+    def test_vertical_target_rises_towards_race_day(self, course_file: Any) -> None:
+        """Half the course's D+ a week 12 weeks out, all of it from 3 weeks out."""
+        figures = load_course(course_file(mountain_course, 20_000), ClassifyParams())
+        race = date(2027, 4, 25)
+
+        def target(weeks_out: float) -> float:
+            goal = replace(marathon_goal(), race_date=race)
+            today = race - timedelta(days=round(weeks_out * 7))
+            return course_targets(figures, goal, today).vertical_week_target_m
+
+        assert target(20) == pytest.approx(0.5 * figures.gain_m)
+        assert target(12) == pytest.approx(0.5 * figures.gain_m)
+        assert target(7.5) == pytest.approx(0.75 * figures.gain_m, rel=0.02)
+        assert target(3) == pytest.approx(figures.gain_m)
+        assert target(1) == pytest.approx(figures.gain_m)
+
+    def test_unreadable_course_is_one_clear_error(self, tmp_path: Path) -> None:
+        """A course file that is not an activity is a ConfigError naming goal.course."""
+        bad = tmp_path / "race.gpx"
+        bad.write_text("not a route")
+        with pytest.raises(ConfigError, match=r"^goal\.course: race\.gpx: "):
+            load_course(bad, ClassifyParams())
+        assert CourseReader(ClassifyParams()).targets(bad, marathon_goal(), AT.date()) is None

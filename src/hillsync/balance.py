@@ -20,12 +20,14 @@ Decisions where DESIGN.md is silent:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from hillsync.model import (
     BalanceReport,
     BalanceStatus,
+    CourseTargets,
     Goal,
     HillSessions,
     Message,
@@ -47,7 +49,12 @@ TAPER_DAYS = 10
 HISTORY_DAYS = 56
 
 WARNING_STATES: frozenset[BalanceStatus] = frozenset(
-    {BalanceStatus.LOW, BalanceStatus.HIGH, BalanceStatus.DOWNHILL_HIGH}
+    {
+        BalanceStatus.LOW,
+        BalanceStatus.HIGH,
+        BalanceStatus.DOWNHILL_HIGH,
+        BalanceStatus.DOWNHILL_LOW,
+    }
 )
 
 ADVICE_LOW = (
@@ -62,6 +69,12 @@ ADVICE_DOWNHILL_HIGH = (
     "Downhill running strains the muscles eccentrically (braking) and raises injury risk: "
     "cut descents, walk the steep ones, and build up downhill running gradually."
 )
+ADVICE_DOWNHILL_LOW = (
+    "Too little downhill running before a descending race raises the risk of muscle damage "
+    "on race day; prior exposure protects (the repeated-bout effect). Add some downhill "
+    "running every week, on gentle slopes first, and build it up gradually: at most about "
+    "30 % more descent than your recent weekly average."
+)
 ADVICE_SESSIONS = (
     "Your runs are mostly labelled flat, but your weekly hill-repeat sessions are the hill "
     "work the band asks for: keep them up."
@@ -75,6 +88,27 @@ ADVICE_TAPER = (
 def history_start(goal: Goal, at: datetime) -> datetime:
     """From when `evaluate` wants the athlete's runs: the window or HISTORY_DAYS, the longer."""
     return at - timedelta(days=max(goal.window_days, HISTORY_DAYS))
+
+
+def downhill_terrain_share(report: BalanceReport) -> float | None:
+    """Share of the window's segment-split distance on downhill 100 m segments (None: none)."""
+    return _downhill_share(report.terrain)
+
+
+def downhill_low(
+    share: float | None, goal: Goal, previous: BalanceStatus | None, taper: bool
+) -> bool:
+    """True when the downhill terrain share is under the goal's minimum (with hysteresis).
+
+    Entered below downhill_share_min, held until HYSTERESIS above it; never in the taper
+    (too late to prepare) and never without a minimum or a segment split. Raises nothing.
+    """
+    if taper or share is None or goal.downhill_share_min is None:
+        return False
+    limit = goal.downhill_share_min
+    if previous is BalanceStatus.DOWNHILL_LOW:
+        limit += HYSTERESIS
+    return share < limit
 
 
 def weekly_sessions(sessions: int, window_days: int) -> bool:
@@ -180,6 +214,8 @@ def _advice(
         return ADVICE_HIGH
     if status is BalanceStatus.DOWNHILL_HIGH:
         return ADVICE_DOWNHILL_HIGH
+    if status is BalanceStatus.DOWNHILL_LOW:
+        return ADVICE_DOWNHILL_LOW
     if taper and hill_share is not None and hill_share < goal.hill_share_min:
         return ADVICE_TAPER
     return ADVICE_OK
@@ -192,14 +228,24 @@ def evaluate(
     athlete: str,
     at: datetime,
     previous: BalanceStatus | None = None,
+    course: CourseTargets | None = None,
 ) -> BalanceReport:
     """The hill balance over the window (at - goal.window_days, at].
 
     `previous` is the last status stored for the athlete (for hysteresis); None or
-    insufficient_data means there is none. Raises ValueError for a naive `at` or a naive
-    run start time.
+    insufficient_data means there is none. `course` (hillsync.course.targets) replaces the
+    goal's band and downhill minimum by the course's. Runs before the window count only for
+    the date of the last hill session. Raises ValueError for a naive `at` or a naive run
+    start time.
     """
     _check_aware(at)
+    if course is not None:
+        goal = replace(
+            goal,
+            hill_share_min=course.hill_share_min,
+            hill_share_max=course.hill_share_max,
+            downhill_share_min=course.downhill_share_min,
+        )
     start = at - timedelta(days=goal.window_days)
     by_label: dict[Terrain, float] = {t: 0.0 for t in Terrain}
     count = 0
@@ -224,6 +270,9 @@ def evaluate(
             default=None,
         ),
     )
+    terrain = terrain_volume(in_window)
+    week_start = at - timedelta(days=7)
+    vertical_week = sum(r.elevation_gain_m or 0.0 for r in in_window if r.start_time > week_start)
     known_m = sum(m for t, m in by_label.items() if t is not Terrain.UNKNOWN)
     total_m = known_m + by_label[Terrain.UNKNOWN]
 
@@ -246,6 +295,8 @@ def evaluate(
         if status is BalanceStatus.LOW and weekly_sessions(sessions.count, goal.window_days):
             # Hill repeats inside flat-labelled runs are the hill work `low` asks for.
             status, advice = BalanceStatus.OK, ADVICE_SESSIONS
+        if status is BalanceStatus.OK and downhill_low(_downhill_share(terrain), goal, prev, taper):
+            status, advice = BalanceStatus.DOWNHILL_LOW, ADVICE_DOWNHILL_LOW
 
     return BalanceReport(
         athlete=athlete,
@@ -260,9 +311,16 @@ def evaluate(
         goal=goal,
         status=status,
         advice=advice,
-        terrain=terrain_volume(in_window),
+        terrain=terrain,
         hill_sessions=sessions,
+        course=course,
+        vertical_week_m=vertical_week,
     )
+
+
+def _downhill_share(t: TerrainVolume) -> float | None:
+    total = t.uphill_m + t.downhill_m + t.flat_m
+    return t.downhill_m / total if total > 0 else None
 
 
 def terrain_volume(runs: Sequence[RunForBalance]) -> TerrainVolume:
@@ -290,6 +348,43 @@ def terrain_volume(runs: Sequence[RunForBalance]) -> TerrainVolume:
     )
 
 
+def _round(x: float | None, digits: int) -> float | None:
+    return round(x, digits) if x is not None else None
+
+
+def course_json(report: BalanceReport) -> dict[str, Any] | None:
+    """The race course's figures and targets for `balance --json` (None without a course)."""
+    c = report.course
+    if c is None:
+        return None
+    f = c.figures
+    km = f.distance_m / 1000 if f.distance_m > 0 else 1.0
+    return {
+        "name": f.name,
+        "distance_m": round(f.distance_m, 1),
+        "gain_m": round(f.gain_m, 1),
+        "loss_m": round(f.loss_m, 1),
+        "gain_m_per_km": round(f.gain_m / km, 1),
+        "loss_m_per_km": round(f.loss_m / km, 1),
+        "uphill_share": round(c.uphill_share, 4),
+        "downhill_share": round(c.downhill_share, 4),
+        "flat_share": round(f.flat_m / f.distance_m, 4) if f.distance_m > 0 else None,
+        "longest_climb_m": round(f.longest_climb_m, 1),
+        "longest_climb_length_m": round(f.longest_climb_length_m, 0),
+        "longest_descent_m": round(f.longest_descent_m, 1),
+        "longest_descent_length_m": round(f.longest_descent_length_m, 0),
+        "descending": c.descending,
+        "targets": {
+            "hill_share_min": round(c.hill_share_min, 4),
+            "hill_share_max": round(c.hill_share_max, 4),
+            "downhill_share_min": _round(c.downhill_share_min, 4),
+            "vertical_week_m": round(c.vertical_week_target_m, 0),
+        },
+        "from_course": list(c.from_course),
+        "vertical_week_m": round(report.vertical_week_m, 1),
+    }
+
+
 def terrain_lines(report: BalanceReport) -> list[str]:
     """The terrain volume for the human `balance` output, one figure per line."""
     t = report.terrain
@@ -300,6 +395,7 @@ def terrain_lines(report: BalanceReport) -> list[str]:
         f"km-effort {t.km_effort:.1f} (ITRA: km + D+/100)",
         f"  hill sessions  {report.hill_sessions.count} in the window; "
         + _last_session(report.hill_sessions, report.window_end),
+        *([f"  course         {line}"] if (line := course_line(report)) else []),
     ]
 
 
@@ -333,12 +429,48 @@ def _title(report: BalanceReport) -> str:
             f"Downhill share high{who}: {_pct(report.downhill_share)}, "
             f"max {_pct(goal.downhill_share_max)}"
         )
+    down_terrain = downhill_terrain_share(report)
+    if (
+        report.status is BalanceStatus.DOWNHILL_LOW
+        and down_terrain is not None
+        and goal.downhill_share_min is not None
+    ):
+        return (
+            f"Downhill preparation low{who}: {_pct(down_terrain)} of your running on descents, "
+            f"minimum {_pct(goal.downhill_share_min)}"
+        )
     hill = _pct(report.hill_share) if report.hill_share is not None else "n/a"
     return f"Back in balance{who}: hill share {hill}, goal {_band(goal)}"
 
 
+def course_line(report: BalanceReport) -> str | None:
+    """One sentence on the race course's targets, or None without a course."""
+    c = report.course
+    if c is None:
+        return None
+    f = c.figures
+    parts = [
+        f"Your race course {f.name}: {_km(f.distance_m)}, {f.gain_m:.0f} m up, "
+        f"{f.loss_m:.0f} m down, {_pct(c.uphill_share)} of it climbing."
+    ]
+    parts.append(
+        f"This week you climbed {report.vertical_week_m:.0f} m of the "
+        f"{c.vertical_week_target_m:.0f} m a week it asks for now."
+    )
+    down = downhill_terrain_share(report)
+    if c.downhill_share_min is not None and down is not None:
+        parts.append(
+            f"{_pct(down)} of your running was on descents (minimum {_pct(c.downhill_share_min)})."
+        )
+    return " ".join(parts)
+
+
 def _message(kind: str, title: str, report: BalanceReport) -> Message:
-    body = f"{_figures(report)}\n{report.advice}"
+    lines = [_figures(report), report.advice]
+    extra = course_line(report)
+    if extra is not None:
+        lines.insert(1, extra)
+    body = "\n".join(lines)
     return Message(kind=kind, title=title, body=body, athlete=report.athlete)
 
 
@@ -362,6 +494,8 @@ def warning_message(report: BalanceReport, previous: BalanceStatus | None) -> Me
             and in_taper(report.goal, report.window_end)
         ):
             return None  # silenced by the taper, not back in balance
+        if previous is BalanceStatus.DOWNHILL_LOW and in_taper(report.goal, report.window_end):
+            return None  # too late to prepare: silenced, not back in balance
         return _message("balance_ok", _title(report), report)
     return None
 
@@ -422,6 +556,9 @@ def added_json(report: BalanceReport) -> dict[str, Any]:
         },
         "loss_m": round(t.loss_m, 1),
         "km_effort": round(t.km_effort, 1),
+        "downhill_terrain_share": _round(downhill_terrain_share(report), 4),
+        "downhill_share_min": report.goal.downhill_share_min,
+        "course": course_json(report),
         "hill_sessions": {
             "count": report.hill_sessions.count,
             "last": report.hill_sessions.last.date().isoformat()
