@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import re
+import tomllib
+import typing
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 
 import pytest
 import structlog
+from pydantic import ValidationError
 
 from hillsync.config import (
     DEFAULT_ATHLETE,
+    AthleteSettings,
+    ConfigFile,
+    FolderSettings,
     GoalSettings,
     Settings,
     example_config_text,
@@ -28,6 +35,7 @@ from hillsync.errors import ConfigError
 from hillsync.logs import configure_logging
 from hillsync.model import ClassifyParams, GoalProfile, Secret
 
+CONFIG = "hillsync.config"
 NO_SYSTEM = Path("/nonexistent/hillsync/config.toml")
 
 
@@ -42,6 +50,41 @@ def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(text)
     path.chmod(mode)
     return path
+
+
+def _schema_keys(table: type, prefix: str) -> list[str]:
+    """Every key path of a config table class, sub-tables walked (athletes as NAME)."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(table, include_extras=True)
+    for f in dataclasses.fields(table):
+        key = f"{prefix}{f.name}"
+        keys.append(key)
+        for inner in _classes_in(hints[f.name]):
+            sub = f"{key}.NAME." if f.name == "athletes" else f"{key}."
+            keys += _schema_keys(inner, sub)
+    return keys
+
+
+def _classes_in(hint: object) -> list[type]:
+    """The config table classes a type hint holds (inside Optional, tuple, dict, Annotated)."""
+    if isinstance(hint, type) and hasattr(hint, "__pydantic_fields__"):
+        return [hint]
+    return [c for arg in typing.get_args(hint) for c in _classes_in(arg)]
+
+
+def _uncommented_example() -> str:
+    """The example config with every commented-out key and table header uncommented."""
+    return re.sub(r"(?m)^#(?=\[|[a-z_]+ = )", "", example_config_text())
+
+
+def _has_key(data: object, key: str) -> bool:
+    """Whether the parsed TOML holds `key` (a dotted path; arrays of tables: any element)."""
+    head, _, rest = key.partition(".")
+    if isinstance(data, list):
+        return any(_has_key(item, key) for item in data)
+    if not isinstance(data, dict) or head not in data:
+        return False
+    return not rest or _has_key(data[head], rest)
 
 
 class TestSearchOrder:
@@ -502,6 +545,7 @@ class TestPermissionWarning:
         assert event["event"] == "config_readable_by_others"
         assert event["path"] == str(path)
         assert f"chmod 600 {path}" in str(event["hint"])
+        assert event["inline_secrets"] == ["sources.strava.client_secret"]
         assert "inline-secret-abc" not in events.getvalue()
 
     def test_silent_when_private_or_referenced(self, tmp_path: Path, events: io.StringIO) -> None:
@@ -522,19 +566,35 @@ class TestExampleConfig:
         s = load_settings(path, {})
         assert s == Settings(path=path)
 
-    def test_every_key_valid_when_uncommented(self) -> None:
+    def test_every_key_valid_when_uncommented(self, tmp_path: Path) -> None:
         """Uncommenting every example key gives a valid config once its secrets exist."""
-        text = re.sub(r"(?m)^#(?=\[|[a-z_]+ = )", "", example_config_text())
+        text = _uncommented_example()
+        _write(tmp_path / "web-password", "example-password\n")
         env = {
             "HILLSYNC_STRAVA_CLIENT_SECRET": "example-secret",
+            "HILLSYNC_STRAVA_WEBHOOK_TOKEN": "example-verify-token",
             "HILLSYNC_PUSHOVER_URL": "pover://user@token",
             "HILLSYNC_ANNA_NTFY_URL": "ntfy://ntfy.sh/anna",
+            "HILLSYNC_ANNA_STRAVA_CLIENT_SECRET": "anna-example-secret",
+            "CREDENTIALS_DIRECTORY": str(tmp_path),
         }
         s = parse_settings(text, env)
         assert s.strava.client_id == 12345
-        assert s.athletes["me"].goal.race_date == date(2027, 4, 25)
-        assert [f.name for f in s.athletes["me"].folders] == ["watch"]
+        assert s.strava.api_base == "https://www.strava.com/api/v3"
+        assert s.strava.webhook_verify_token == Secret("example-verify-token")
+        me = s.athletes["me"]
+        assert me.goal.race_date == date(2027, 4, 25)
+        assert me.goal.course == Path("~/races/zermatt.gpx").expanduser()
+        assert me.goal.downhill_share_min == 0.05
+        assert [f.name for f in me.folders] == ["watch"]
+        assert str(me.notify.digest) == "mon 07:00"
+        assert (s.sync.untyped, s.sync.workers) == ("infer", 4)
+        assert (s.web.host, s.web.port) == ("127.0.0.1", 8722)
+        assert s.web.public_url == "https://hills.example.org"
+        assert s.web.password == Secret("example-password")
         assert list(s.athletes) == ["me", "anna"]
+        assert s.strava_app("anna").client_id == 67890
+        assert s.strava_app("me").client_id == 12345
 
     def test_documents_every_key(self) -> None:
         """Every key of DESIGN.md section 3 appears in the example."""
@@ -560,8 +620,33 @@ class TestExampleConfig:
             "name",
             "urls",
             "remind_days",
+            "untyped",
+            "workers",
+            "api_base",
+            "webhook_verify_token",
+            "digest",
+            "stale_days",
+            "host",
+            "port",
+            "public_url",
+            "password",
+            "course",
+            "downhill_share_min",
         ):
             assert re.search(rf"(?m)^#?{key} = ", text), key
+
+    def test_documents_every_model_key(self) -> None:
+        """Every key of the config schema (ConfigFile and its tables) appears in the example."""
+        data = tomllib.loads(_uncommented_example())
+        keys = _schema_keys(ConfigFile, "")
+        assert len(keys) > 50
+
+        def documented(key: str) -> bool:
+            # An athlete's tables are the top-level ones: documented once, at the top.
+            shared = key.removeprefix("athletes.NAME.")
+            return _has_key(data, key.replace("NAME", "anna")) or _has_key(data, shared)
+
+        assert [key for key in keys if not documented(key)] == []
 
     def test_config_symlink(self) -> None:
         """config/hillsync.example.toml is the packaged example."""
@@ -576,3 +661,178 @@ class TestExampleConfig:
         assert path.stat().st_mode & 0o077 == 0
         with pytest.raises(ConfigError, match="already exists"):
             write_example_config(path)
+
+
+class TestDesignKeys:
+    """The keys of DESIGN.md section 3 added with the pydantic schema: defaults and checks."""
+
+    def test_defaults(self) -> None:
+        """With no file, each new key has the default DESIGN.md gives."""
+        s = Settings()
+        assert s.sync.untyped == "infer"
+        assert 1 <= s.sync.workers <= 4
+        assert s.strava.api_base == "https://www.strava.com/api/v3"
+        assert s.strava.webhook_verify_token is None
+        me = s.athletes["me"]
+        assert (me.notify.digest, me.notify.stale_days) == (None, 10)
+        assert (s.web.host, s.web.port, s.web.public_url, s.web.password) == (
+            "127.0.0.1",
+            8722,
+            None,
+            None,
+        )
+        assert (me.goal.course, me.goal.downhill_share_min) == (None, None)
+        assert me.strava is None
+
+    def test_workers_capped_at_four(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The default worker count is the machine's cores, at most 4."""
+        monkeypatch.setattr("os.cpu_count", lambda: 64)
+        assert parse_settings("", {}).sync.workers == 4
+        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        assert parse_settings("", {}).sync.workers == 2
+        monkeypatch.setattr("os.cpu_count", lambda: None)
+        assert parse_settings("", {}).sync.workers == 1
+
+    def test_values_read(self, tmp_path: Path) -> None:
+        """Good values of the new keys end up in the settings."""
+        text = """
+[goal]
+course = "races/zermatt.gpx"
+downhill_share_min = 0.05
+[sync]
+untyped = "run"
+workers = 3
+[sources.strava]
+api_base = "https://api.strava.example/v4/"
+webhook_verify_token = "env:HS_VERIFY"
+[notify]
+digest = "Sunday 18:30"
+stale_days = 14
+[web]
+host = "0.0.0.0"
+port = 8080
+public_url = "https://hills.example.org"
+password = "env:HS_WEB"
+"""
+        path = _write(tmp_path / "c.toml", text)
+        s = load_settings(path, {"HS_VERIFY": "verify-token-123", "HS_WEB": "web-pass-456"})
+        me = s.athletes["me"]
+        assert me.goal.course == tmp_path / "races" / "zermatt.gpx"
+        assert me.goal.downhill_share_min == 0.05
+        assert (s.sync.untyped, s.sync.workers) == ("run", 3)
+        assert s.strava.api_base == "https://api.strava.example/v4"
+        assert s.strava.webhook_verify_token == Secret("verify-token-123")
+        assert me.notify.digest is not None
+        assert (me.notify.digest.weekday, me.notify.digest.at) == (6, time(18, 30))
+        assert str(me.notify.digest) == "sun 18:30"
+        assert me.notify.stale_days == 14
+        assert (s.web.host, s.web.port) == ("0.0.0.0", 8080)  # noqa: S104
+        assert s.web.public_url == "https://hills.example.org"
+        assert s.web.password == Secret("web-pass-456")
+
+    def test_course_tilde(self) -> None:
+        """A course path starting with ~ is in the home folder."""
+        s = parse_settings("[goal]\ncourse = '~/races/zermatt.gpx'\n", {})
+        assert s.athletes["me"].goal.course == Path("~/races/zermatt.gpx").expanduser()
+
+    def test_all_reported(self) -> None:
+        """Bad values of every new key are reported at once, each with its key path."""
+        text = """
+[goal]
+course = 3
+downhill_share_min = 1.5
+[sync]
+untyped = "guess"
+workers = 0
+[sources.strava]
+api_base = "www.strava.com"
+webhook_verify_token = 7
+[notify]
+digest = "someday 25:00"
+stale_days = 0
+[web]
+host = ""
+port = 70000
+public_url = "hills.example.org"
+password = "env:NOT_SET"
+"""
+        assert _problems(text) == (
+            "goal.course: expected a file path, got 3",
+            "goal.downhill_share_min: must be a fraction between 0 and 1, got 1.5",
+            'sync.untyped: expected "infer" or "run", got \'guess\'',
+            "sync.workers: must be at least 1, got 0",
+            "sources.strava.api_base: expected an http:// or https:// URL, got 'www.strava.com'",
+            "sources.strava.webhook_verify_token: expected a string (env:NAME, file:PATH,"
+            " credential:NAME or the value), got an integer",
+            'notify.digest: expected a weekday and a local time like "mon 07:00",'
+            " got 'someday 25:00'",
+            "notify.stale_days: must be at least 1, got 0",
+            "web.host: expected a host name or address, got ''",
+            "web.port: must be at most 65535, got 70000",
+            "web.public_url: expected an http:// or https:// URL, got 'hills.example.org'",
+            "web.password: environment variable NOT_SET is not set",
+        )
+
+    @pytest.mark.parametrize(
+        "digest", ["mon", "07:00", "mon 7", "mon 24:00", "mon 07:60", "x 07:00"]
+    )
+    def test_bad_digest(self, digest: str) -> None:
+        """A digest needs a weekday and an HH:MM time of day."""
+        [problem] = _problems(f"[notify]\ndigest = '{digest}'\n")
+        assert problem.startswith("notify.digest: expected a weekday and a local time")
+
+    def test_downhill_min_above_max(self) -> None:
+        """downhill_share_min above downhill_share_max is a problem of the minimum."""
+        assert _problems("[goal]\ndownhill_share_min = 0.2\ndownhill_share_max = 0.1\n") == (
+            "goal.downhill_share_min: 0.2 is above downhill_share_max 0.1",
+        )
+
+    def test_athlete_strava_application(self) -> None:
+        """An athlete's own Strava application is theirs; the others use the top-level one."""
+        text = """
+[sources.strava]
+client_id = 111
+client_secret = "top-secret-app"
+[athletes.anna.sources.strava]
+client_id = 222
+client_secret = "env:ANNA_SECRET"
+[athletes.bo]
+"""
+        s = parse_settings(text, {"ANNA_SECRET": "anna-secret-app"})
+        assert s.strava_app("anna").client_id == 222
+        assert s.strava_app("anna").client_secret == Secret("anna-secret-app")
+        assert s.strava_app("bo").client_id == 111
+        assert s.strava_app("me").client_id == 111
+
+    def test_athlete_strava_keys(self) -> None:
+        """An athlete's Strava table takes only the application's keys, as a pair."""
+        text = "[athletes.anna.sources.strava]\nclient_id = 5\npoll_minutes = 3\n"
+        assert _problems(text) == (
+            "athletes.anna.sources.strava.client_secret: client_id and client_secret go together",
+            "athletes.anna.sources.strava.poll_minutes: unknown key",
+        )
+
+    def test_athlete_notify_keys(self) -> None:
+        """An athlete's notify table takes digest and stale_days too."""
+        text = "[athletes.anna.notify]\ndigest = 'fri 20:00'\nstale_days = 5\n"
+        notify = parse_settings(text, {}).athletes["anna"].notify
+        assert (str(notify.digest), notify.stale_days) == ("fri 20:00", 5)
+
+
+class TestSettingsInCode:
+    """Settings built in code (tests, the demo) work as the frozen dataclasses they were."""
+
+    def test_positional_and_replace(self, tmp_path: Path) -> None:
+        """AthleteSettings takes its name positionally, and dataclasses.replace works."""
+        me = AthleteSettings("me")
+        folder = FolderSettings(path=tmp_path, name="samples", poll_minutes=5.0)
+        changed = dataclasses.replace(me, folders=(folder,))
+        assert changed.folders == (folder,)
+        assert me.folders == ()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            me.name = "x"  # type: ignore[misc]
+
+    def test_checked_in_code_too(self) -> None:
+        """A value built in code is validated as one read from a file."""
+        with pytest.raises(ValidationError, match="must be a positive number"):
+            FolderSettings(path=Path("/a"), poll_minutes=0)

@@ -1,8 +1,13 @@
 """Finds, parses and validates the TOML configuration into frozen typed settings.
 
-Every problem in a file is reported at once, each with its key path; unknown keys are
-errors. Secrets are given as `env:NAME`, `file:PATH` or `credential:NAME` references (or,
-discouraged, inline) and resolved into `Secret` values.
+The file's shape is declared once, as pydantic v2 dataclasses (`ConfigFile` and the
+tables under it, every one `extra="forbid"`); validating a file collects every problem at
+once, each reported as "key.path: what is wrong". Secrets are given as `env:NAME`,
+`file:PATH` or `credential:NAME` references (or, discouraged, inline) and resolved into
+`Secret` values while validating. The settings the rest of hillsync reads (`Settings`,
+`AthleteSettings`, ...) are frozen pydantic dataclasses too; the file's per-athlete layout
+(top-level tables for the default athlete, `[athletes.NAME]` for the others) is turned
+into one `AthleteSettings` per athlete.
 """
 
 from __future__ import annotations
@@ -11,15 +16,27 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import structlog
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as settings_class
+from pydantic_core import PydanticCustomError
 
 from hillsync.errors import ConfigError
 from hillsync.model import (
@@ -36,26 +53,400 @@ from hillsync.paths import config_dir, credentials_dir, default_database_url
 log = structlog.get_logger(__name__)
 
 DEFAULT_ATHLETE = "me"
+#: Strava's API host (Strava announced a new one for 2027-06-01: `api_base` follows it).
+STRAVA_API_BASE = "https://www.strava.com/api/v3"
+WEB_HOST = "127.0.0.1"
+WEB_PORT = 8722
 
 StreamsMode = Literal["auto", "always"]
+UntypedMode = Literal["infer", "run"]
+
+SYSTEM_CONFIG = Path("/etc/hillsync/config.toml")
+CONFIG_FILE = "config.toml"
+#: Every sport name hillsync knows (what `sync.sports` may name).
+KNOWN_SPORTS: tuple[str, ...] = (*RUN_SPORTS, *OTHER_SPORTS)
+RESERVED_SOURCE_NAMES = frozenset({"strava", "garmin"})
+_ATHLETE_NAME = re.compile(r"[a-z0-9_-]+")
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SECRET_PREFIXES = ("env:", "file:", "credential:")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_MAX_DEFAULT_WORKERS = 4
+
+# One pydantic configuration for every table: unknown keys are errors, values are frozen.
+_TABLE = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+_PROBLEM = "hillsync_config"
+
+
+def default_workers() -> int:
+    """The default `[sync] workers`: the machine's cores, at most 4. Raises nothing."""
+    return max(1, min(os.cpu_count() or 1, _MAX_DEFAULT_WORKERS))
+
+
+# -- problems --------------------------------------------------------------------------
+
+
+def _fail(message: str, *problems: tuple[str | None, str]) -> NoReturn:
+    """Reject the value being validated. `problems` (sub-key or None, message) report
+    several problems at once, each under its own key below the value's key path."""
+    raise PydanticCustomError(
+        _PROBLEM, "{message}", {"message": message, "problems": problems or ((None, message),)}
+    )
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+        date: "a date",
+        datetime: "a date and time",
+        time: "a time",
+    }.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- validation context: the environment, the config's folder, inline secrets seen ------
+
+
+@dataclass
+class _Context:
+    """What validating one file needs beyond the data, and what it learns on the way."""
+
+    environ: Mapping[str, str]
+    base_dir: Path
+    #: Secret values written inline in the file (to find their keys for the warning).
+    inline: set[str] = field(default_factory=set)
+
+    def path(self, raw: str) -> Path:
+        """`raw` with ~ expanded; relative to the config file's folder."""
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def secret(self, value: str) -> Secret:
+        """Resolve a secret reference; the value itself never enters a message."""
+        if value.startswith("env:"):
+            name = value[4:]
+            if name not in self.environ:
+                _fail(f"environment variable {name} is not set")
+            resolved = self.environ[name]
+        elif value.startswith("file:"):
+            resolved = self._read(self.path(value[5:]))
+        elif value.startswith("credential:"):
+            name = value[len("credential:") :]
+            folder = credentials_dir(self.environ)
+            if folder is None:
+                _fail(
+                    f"credential {name}: CREDENTIALS_DIRECTORY is not set"
+                    " (LoadCredential= in the systemd unit)"
+                )
+            if not name or "/" in name:
+                _fail(f"credential name {name!r} is not a plain file name")
+            resolved = self._read(folder / name)
+        else:
+            self.inline.add(value)
+            resolved = value
+        if not resolved:
+            _fail("the secret is empty")
+        return Secret(resolved)
+
+    def _read(self, file: Path) -> str:
+        try:
+            return file.read_text("utf-8").strip()
+        except FileNotFoundError:
+            _fail(f"secret file {file} does not exist")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            _fail(f"cannot read secret file {file}: {reason}")
+
+
+def _context(info: ValidationInfo) -> _Context:
+    # Settings built in code (tests, the demo) carry no context: nothing to resolve against.
+    ctx = info.context
+    return ctx if isinstance(ctx, _Context) else _Context({}, Path.cwd())
+
+
+# -- value types: each validator gives the one-line message users see -------------------
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(f"expected a number, got {_show(value)}")
+    if not math.isfinite(value):
+        _fail("must be a finite number")
+    return float(value)
+
+
+def _positive(value: object) -> float:
+    number = _number(value)
+    if number <= 0:
+        _fail("must be a positive number")
+    return number
+
+
+def _fraction(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(f"expected a number, got {_show(value)}")
+    if not 0.0 <= value <= 1.0:
+        _fail(f"must be a fraction between 0 and 1, got {_show(value)}")
+    return float(value)
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(f"expected a whole number, got {_show(value)}")
+        if value < minimum:
+            _fail(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            _fail(f"must be at most {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def _choice(*choices: str) -> Callable[[object], Any]:
+    def check(value: object) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        expected = " or ".join(f'"{c}"' for c in choices)
+        _fail(f"expected {expected}, got {_show(value)}")
+
+    return check
+
+
+def _secret(value: object, info: ValidationInfo) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        _fail(
+            "expected a string (env:NAME, file:PATH, credential:NAME or the value),"
+            f" got {_type_name(value)}"
+        )
+    return _context(info).secret(value)
+
+
+def _secret_url(value: object, info: ValidationInfo) -> Secret:
+    secret = _secret(value, info)
+    if secret is None or "://" not in secret.reveal():
+        _fail("not a URL (expected scheme://...)")
+    return secret
+
+
+def _array_of(what: str) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if not isinstance(value, list | tuple):
+            _fail(f"expected an array of {what}, got {_type_name(value)}")
+        return value
+
+    return check
+
+
+def _database_url(value: object, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    ctx = _context(info)
+    url = value
+    if isinstance(value, str) and value.startswith(_SECRET_PREFIXES):
+        url = ctx.secret(value).reveal()
+    if not isinstance(url, str):
+        _fail(f"expected a string, got {_type_name(url)}")
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if not scheme.startswith(("sqlite", "postgresql")):
+        # The URL itself is not shown: it may carry a password.
+        _fail("expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    password = urlsplit(url).password
+    if password:
+        Secret(password)  # registered for log redaction
+        if url == value:
+            ctx.inline.add(url)
+    return url
+
+
+def _http_url(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value.rstrip("/")
+    _fail(f"expected an http:// or https:// URL, got {_show(value)}")
+
+
+def _required_http_url(value: object) -> str:
+    url = _http_url(value)
+    if url is None:
+        _fail("expected an http:// or https:// URL, got None")
+    return url
+
+
+def _host(value: object) -> str:
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        return value
+    _fail(f"expected a host name or address, got {_show(value)}")
+
+
+def _profile(value: object) -> GoalProfile:
+    if isinstance(value, str) and value in GoalProfile.__members__.values():
+        return GoalProfile(value)
+    choices = " | ".join(g.value for g in GoalProfile)
+    _fail(f"expected one of {choices}, got {_show(value)}")
+
+
+def _share_band(value: object) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
+    ):
+        _fail(f"expected [min, max] with two numbers, got {_show(value)}")
+    lo, hi = float(value[0]), float(value[1])
+    if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
+        _fail(f"must be fractions between 0 and 1, got {_show(value)}")
+    if lo > hi:
+        _fail(f"min {value[0]} is above max {value[1]}")
+    return lo, hi
+
+
+def _race_date(value: object) -> date | None:
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    _fail(f"expected a date like 2027-04-25, got {_show(value)}")
+
+
+def _file_path(value: object, info: ValidationInfo) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        _fail(f"expected a file path, got {_show(value)}")
+    return _context(info).path(value)
+
+
+def _folder_path(value: object, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        _fail(f"expected a folder path, got {_show(value)}")
+    return _context(info).path(value)
+
+
+def _folder_name(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FOLDER_NAME.fullmatch(value):
+        _fail(f"use only letters, digits, '.', '_' and '-', got {_show(value)}")
+    if value in RESERVED_SOURCE_NAMES:
+        _fail(f"{value!r} is the name of a source kind")
+    return value
+
+
+def _sports(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        _fail(f"expected an array of sport names, got {_show(value)}")
+    if not value:
+        _fail("must name at least one sport")
+    unknown = [v for v in value if v not in KNOWN_SPORTS]
+    if unknown:
+        known = ", ".join(KNOWN_SPORTS)
+        problems = [(None, f"unknown sport {v!r} (known: {known})") for v in unknown]
+        _fail(problems[0][1], *problems)
+    return tuple(dict.fromkeys(value))
+
+
+def _client_id(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        _fail(f"expected the application's number, got {_show(value)}")
+    return value
+
+
+def _athlete_name(value: str) -> str:
+    if not _ATHLETE_NAME.fullmatch(value):
+        _fail("athlete names use only a-z, 0-9, _ and -")
+    return value
 
 
 @dataclass(frozen=True)
+class WeeklyTime:
+    """A time of the week, in local time: `[notify] digest = "mon 07:00"`."""
+
+    #: 0 is Monday (as `date.weekday()`).
+    weekday: int
+    at: time
+
+    def __str__(self) -> str:
+        return f"{_WEEKDAYS[self.weekday]} {self.at:%H:%M}"
+
+
+def _weekly_time(value: object) -> WeeklyTime | None:
+    if value is None or isinstance(value, WeeklyTime):
+        return value
+    match = (
+        re.fullmatch(r"([A-Za-z]+) +(\d{1,2}):(\d{2})", value) if isinstance(value, str) else None
+    )
+    if match:
+        day, hour, minute = match[1].lower(), int(match[2]), int(match[3])
+        if (day in _WEEKDAYS or day in _WEEKDAY_NAMES) and hour < 24 and minute < 60:
+            return WeeklyTime(_WEEKDAYS.index(day[:3]), time(hour, minute))
+    _fail(f'expected a weekday and a local time like "mon 07:00", got {_show(value)}')
+
+
+Number = Annotated[float, PlainValidator(_number)]
+Positive = Annotated[float, PlainValidator(_positive)]
+OptionalFraction = Annotated[float | None, PlainValidator(_fraction)]
+OptionalSecret = Annotated[Secret | None, PlainValidator(_secret)]
+SecretURL = Annotated[Secret, PlainValidator(_secret_url)]
+Streams = Annotated[StreamsMode, PlainValidator(_choice("auto", "always"))]
+Untyped = Annotated[UntypedMode, PlainValidator(_choice("infer", "run"))]
+ClientId = Annotated[int | None, PlainValidator(_client_id)]
+OptionalURL = Annotated[str | None, PlainValidator(_http_url)]
+
+
+# -- the tables ----------------------------------------------------------------------
+
+
+@settings_class(frozen=True, config=_TABLE)
 class DatabaseSettings:
     """[database]: `url` None means SQLite in the data directory."""
 
-    url: str | None = None
+    url: Annotated[str | None, PlainValidator(_database_url)] = None
 
 
-@dataclass(frozen=True)
+@settings_class(frozen=True, config=_TABLE)
 class GoalSettings:
-    """[goal]."""
+    """[goal] (or [athletes.NAME.goal])."""
 
-    profile: GoalProfile = GoalProfile.ROAD_MARATHON
-    hill_share: tuple[float, float] | None = None
-    downhill_share_max: float | None = None
-    window_days: int = 28
-    race_date: date | None = None
+    profile: Annotated[GoalProfile, PlainValidator(_profile)] = GoalProfile.ROAD_MARATHON
+    hill_share: Annotated[tuple[float, float] | None, PlainValidator(_share_band)] = None
+    downhill_share_max: OptionalFraction = None
+    window_days: Annotated[int, PlainValidator(_whole(7))] = 28
+    race_date: Annotated[date | None, PlainValidator(_race_date)] = None
+    #: The race route (GPX/FIT/TCX): targets from its terrain (DESIGN section 5).
+    course: Annotated[Path | None, PlainValidator(_file_path)] = None
+    #: Least share of downhill running before a descending race.
+    downhill_share_min: OptionalFraction = None
+
+    @model_validator(mode="after")
+    def _downhill_band(self) -> GoalSettings:
+        low, high = self.downhill_share_min, self.downhill_share_max
+        if low is not None and high is not None and low > high:
+            _fail(
+                "",
+                ("downhill_share_min", f"{low} is above downhill_share_max {high}"),
+            )
+        return self
 
     def goal(self) -> Goal:
         """The band this goal stands for: the profile's, overridden by explicit keys.
@@ -86,50 +477,168 @@ class GoalSettings:
         )
 
 
-@dataclass(frozen=True)
+_CLASSIFY = ClassifyParams()
+
+
+@settings_class(frozen=True, config=_TABLE)
+class ClassifyTable:
+    """[classify], read into the classifier's own `ClassifyParams`."""
+
+    hilly_m_per_km: Positive = _CLASSIFY.hilly_m_per_km
+    downhill_ratio: Positive = _CLASSIFY.downhill_ratio
+    grade_pct: Positive = _CLASSIFY.grade_pct
+    hysteresis_m: Positive = _CLASSIFY.hysteresis_m
+
+    def params(self) -> ClassifyParams:
+        """The classifier's thresholds. Raises nothing."""
+        return ClassifyParams(
+            hilly_m_per_km=self.hilly_m_per_km,
+            downhill_ratio=self.downhill_ratio,
+            grade_pct=self.grade_pct,
+            hysteresis_m=self.hysteresis_m,
+        )
+
+
+@settings_class(frozen=True, config=_TABLE)
 class SyncSettings:
     """[sync]."""
 
-    sports: tuple[str, ...] = RUN_SPORTS
-    backfill_days: int = 365
+    sports: Annotated[tuple[str, ...], PlainValidator(_sports)] = RUN_SPORTS
+    backfill_days: Annotated[int, PlainValidator(_whole(0))] = 365
+    #: A file that does not state its sport: "infer" it from how it moved, or take it as "run".
+    untyped: Untyped = "infer"
+    #: Processes that read and classify files in parallel.
+    workers: Annotated[int, PlainValidator(_whole(1))] = field(default_factory=default_workers)
 
 
-@dataclass(frozen=True)
-class StravaSettings:
-    """[sources.strava]: the Strava API application and how often to poll."""
+@settings_class(frozen=True, config=_TABLE)
+class StravaAppSettings:
+    """A Strava API application: [athletes.NAME.sources.strava] holds only this."""
 
-    client_id: int | None = None
-    client_secret: Secret | None = None
-    poll_minutes: float = 15.0
-    streams: StreamsMode = "auto"
+    client_id: ClientId = None
+    client_secret: OptionalSecret = None
 
 
-@dataclass(frozen=True)
+@settings_class(frozen=True, config=_TABLE)
+class StravaSettings(StravaAppSettings):
+    """[sources.strava]: the default athlete's Strava application and how to poll."""
+
+    poll_minutes: Positive = 15.0
+    streams: Streams = "auto"
+    api_base: Annotated[str, PlainValidator(_required_http_url)] = STRAVA_API_BASE
+    #: `hub.verify_token` of the push subscription (`hillsync serve`).
+    webhook_verify_token: OptionalSecret = None
+
+
+@settings_class(frozen=True, config=_TABLE)
 class GarminSettings:
     """[sources.garmin]."""
 
-    poll_minutes: float = 30.0
-    streams: StreamsMode = "auto"
+    poll_minutes: Positive = 30.0
+    streams: Streams = "auto"
 
 
-@dataclass(frozen=True)
+@settings_class(frozen=True, config=_TABLE)
+class FolderTable:
+    """One [[sources.folder]] as written: `name` may be left out."""
+
+    path: Annotated[Path, PlainValidator(_folder_path)]
+    name: Annotated[str | None, PlainValidator(_folder_name)] = None
+    poll_minutes: Positive = 5.0
+
+
+@settings_class(frozen=True, config=_TABLE)
 class FolderSettings:
-    """One [[sources.folder]]: `name` defaults to "folder" (made unique when several)."""
+    """One folder source: `name` defaults to "folder" (made unique when several)."""
 
     path: Path
     name: str = "folder"
-    poll_minutes: float = 5.0
+    poll_minutes: Positive = 5.0
 
 
-@dataclass(frozen=True)
+@settings_class(frozen=True, config=_TABLE)
 class NotifySettings:
-    """[notify]: Apprise URLs (secrets) and the reminder interval."""
+    """[notify]: Apprise URLs (secrets), reminders, the weekly digest, staleness."""
 
-    urls: tuple[Secret, ...] = ()
-    remind_days: int = 7
+    urls: Annotated[tuple[SecretURL, ...], BeforeValidator(_array_of("Apprise URLs"))] = ()
+    remind_days: Annotated[int, PlainValidator(_whole(1))] = 7
+    #: The weekly summary's time (local); None: no digest.
+    digest: Annotated[WeeklyTime | None, PlainValidator(_weekly_time)] = None
+    stale_days: Annotated[int, PlainValidator(_whole(1))] = 10
 
 
-@dataclass(frozen=True)
+@settings_class(frozen=True, config=_TABLE)
+class WebSettings:
+    """[web]: `hillsync serve`."""
+
+    host: Annotated[str, PlainValidator(_host)] = WEB_HOST
+    port: Annotated[int, PlainValidator(_whole(1, 65535))] = WEB_PORT
+    #: The address users reach it at behind a reverse proxy (OAuth redirects, webhooks).
+    public_url: OptionalURL = None
+    #: Required on any address but loopback.
+    password: OptionalSecret = None
+
+
+def _tables(what: str) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if isinstance(value, dict):
+            return [value]  # [sources.folder] written as a single table
+        if not isinstance(value, list):
+            _fail(f"expected {what}, got {_type_name(value)}")
+        return value
+
+    return check
+
+
+Folders = Annotated[tuple[FolderTable, ...], BeforeValidator(_tables("[[sources.folder]] tables"))]
+
+
+@settings_class(frozen=True, config=_TABLE)
+class SourcesTable:
+    """[sources]."""
+
+    strava: StravaSettings = field(default_factory=StravaSettings)
+    garmin: GarminSettings = field(default_factory=GarminSettings)
+    folder: Folders = ()
+
+
+@settings_class(frozen=True, config=_TABLE)
+class AthleteSourcesTable:
+    """[athletes.NAME.sources]: folders and the athlete's own Strava application."""
+
+    folder: Folders = ()
+    strava: StravaAppSettings | None = None
+
+
+@settings_class(frozen=True, config=_TABLE)
+class AthleteTable:
+    """[athletes.NAME]."""
+
+    goal: GoalSettings = field(default_factory=GoalSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    sources: AthleteSourcesTable = field(default_factory=AthleteSourcesTable)
+
+
+@settings_class(frozen=True, config=_TABLE)
+class ConfigFile:
+    """The whole file, as written: the one schema of the configuration."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    goal: GoalSettings = field(default_factory=GoalSettings)
+    classify: ClassifyTable = field(default_factory=ClassifyTable)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    sources: SourcesTable = field(default_factory=SourcesTable)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    athletes: dict[Annotated[str, AfterValidator(_athlete_name)], AthleteTable] = field(
+        default_factory=dict
+    )
+
+
+# -- the settings hillsync reads ------------------------------------------------------
+
+
+@settings_class(frozen=True, config=_TABLE)
 class AthleteSettings:
     """One athlete: the default `me` from the top-level tables, or an [athletes.NAME] table."""
 
@@ -137,9 +646,15 @@ class AthleteSettings:
     goal: GoalSettings = field(default_factory=GoalSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     folders: tuple[FolderSettings, ...] = ()
+    #: The athlete's own Strava application; None: the top-level [sources.strava] one.
+    strava: StravaAppSettings | None = None
 
 
-@dataclass(frozen=True)
+def _default_athletes() -> dict[str, AthleteSettings]:
+    return {DEFAULT_ATHLETE: AthleteSettings(DEFAULT_ATHLETE)}
+
+
+@settings_class(frozen=True, config=_TABLE)
 class Settings:
     """The whole configuration."""
 
@@ -148,10 +663,9 @@ class Settings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     strava: StravaSettings = field(default_factory=StravaSettings)
     garmin: GarminSettings = field(default_factory=GarminSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     #: Every athlete, the default one (`me`) first.
-    athletes: Mapping[str, AthleteSettings] = field(
-        default_factory=lambda: {DEFAULT_ATHLETE: AthleteSettings(DEFAULT_ATHLETE)}
-    )
+    athletes: Mapping[str, AthleteSettings] = field(default_factory=_default_athletes)
     #: The file these settings were read from (None: defaults).
     path: Path | None = None
 
@@ -159,15 +673,11 @@ class Settings:
         """The database URL to open: the configured one, or SQLite in the data directory."""
         return self.database.url or default_database_url(environ)
 
-
-SYSTEM_CONFIG = Path("/etc/hillsync/config.toml")
-CONFIG_FILE = "config.toml"
-#: Every sport name hillsync knows (what `sync.sports` may name).
-KNOWN_SPORTS: tuple[str, ...] = (*RUN_SPORTS, *OTHER_SPORTS)
-RESERVED_SOURCE_NAMES = frozenset({"strava", "garmin"})
-_ATHLETE_NAME = re.compile(r"[a-z0-9_-]+")
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_SECRET_PREFIXES = ("env:", "file:", "credential:")
+    def strava_app(self, athlete: str) -> StravaAppSettings:
+        """The Strava application `athlete` connects through: their own, else the
+        top-level one (which may be unset: client_id None). Raises nothing."""
+        own = self.athletes[athlete].strava if athlete in self.athletes else None
+        return own if own is not None else self.strava
 
 
 def find_config(
@@ -242,7 +752,8 @@ def parse_settings(
 ) -> Settings:
     """Parse and validate config text (the contents of `path`, if given).
 
-    Raises ConfigError with every problem found, each starting with its key path.
+    Raises ConfigError with every problem found, each starting with its key path, in the
+    order the keys appear in the file.
     """
     where = str(path) if path else "config"
     try:
@@ -252,15 +763,215 @@ def parse_settings(
     except tomllib.TOMLDecodeError as exc:
         # The message already carries "(at line L, column C)".
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
-    parser = _Parser(environ, base_dir=path.parent if path else Path.cwd())
-    settings = parser.settings(data, path)
-    if parser.problems:
-        n = len(parser.problems)
-        head = f"{where}: " if n == 1 else f"{where}: {n} problems: "
-        raise ConfigError(head + "; ".join(parser.problems), parser.problems)
-    if path is not None and parser.inline_secrets:
-        _warn_if_readable(path, parser.inline_secrets)
+    ctx = _Context(environ, path.parent if path else Path.cwd())
+    problems = _across_tables(data)
+    try:
+        file = _FILE.validate_python(data, context=ctx)
+    except ValidationError as exc:
+        problems += _problems(exc)
+    if problems:
+        order = _document_order(data)
+        problems.sort(key=lambda p: _position(p[0], order))
+        lines = [f"{key or where}: {message}" for key, message in problems]
+        head = f"{where}: " if len(lines) == 1 else f"{where}: {len(lines)} problems: "
+        raise ConfigError(head + "; ".join(lines), lines)
+    settings = _settings(file, path)
+    if path is not None and ctx.inline:
+        _warn_if_readable(path, _keys_holding(data, ctx.inline))
     return settings
+
+
+_FILE = TypeAdapter(ConfigFile)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Each of pydantic's errors as (key path, the message users see)."""
+    found: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        # "[key]" marks a bad table key (an athlete's name): the problem is the key itself.
+        loc = [part for part in error["loc"] if part != "[key]"]
+        kind = error["type"]
+        if kind == _PROBLEM:
+            for sub, message in error["ctx"]["problems"]:
+                found.append((_key_path([*loc, sub] if sub else loc), message))
+            continue
+        if kind in ("missing", "missing_argument"):
+            message = "required"
+        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            message = "unknown key"
+        elif kind in ("dataclass_type", "dict_type", "model_type", "dataclass_exact_type"):
+            message = f"expected a table, got {_type_name(error['input'])}"
+        elif kind in ("tuple_type", "list_type"):
+            message = f"expected an array, got {_type_name(error['input'])}"
+        else:
+            message = error["msg"]
+        found.append((_key_path(loc), message))
+    return found
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def _document_order(data: Mapping[str, Any]) -> dict[str, int]:
+    """Every key path of the file, numbered in the order it is written."""
+    order: dict[str, int] = {}
+
+    def walk(value: object, path: str) -> None:
+        items: list[tuple[str, object]] = []
+        if isinstance(value, dict):
+            items = [(f"{path}.{k}" if path else k, v) for k, v in value.items()]
+        elif isinstance(value, list):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        for key, item in items:
+            order.setdefault(key, len(order))
+            walk(item, key)
+
+    walk(data, "")
+    return order
+
+
+def _position(key: str, order: Mapping[str, int]) -> int:
+    # A missing key (a required one) sorts where its nearest written parent is.
+    while key:
+        if key in order:
+            return order[key]
+        key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
+    return len(order)
+
+
+def _keys_holding(data: Mapping[str, Any], values: set[str]) -> list[str]:
+    """The key paths whose value is one of `values` (the inline secrets, never shown)."""
+    keys: list[str] = []
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, str) and value in values:
+            keys.append(path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(data, "")
+    return keys
+
+
+def _across_tables(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rules that span keys pydantic checks separately, checked on the raw data so
+    they are reported together with every other problem."""
+    problems: list[tuple[str, str]] = []
+    sources = data.get("sources")
+    sources = sources if isinstance(sources, dict) else {}
+    athletes = data.get("athletes")
+    athletes = athletes if isinstance(athletes, dict) else {}
+    top_level = any(k in data for k in ("goal", "notify")) or "folder" in sources
+    if isinstance(athletes.get(DEFAULT_ATHLETE), dict) and top_level:
+        problems.append(
+            (
+                f"athletes.{DEFAULT_ATHLETE}",
+                "athlete 'me' is already set by the top-level [goal], [notify] and"
+                " [[sources.folder]]; use one or the other",
+            )
+        )
+    tables: list[tuple[str, object]] = [("", data)]
+    tables += [(f"athletes.{name}.", t) for name, t in athletes.items() if isinstance(t, dict)]
+    for prefix, table in tables:
+        assert isinstance(table, dict)
+        goal = table.get("goal")
+        if isinstance(goal, dict) and goal.get("profile") == GoalProfile.CUSTOM.value:
+            for key in ("hill_share", "downhill_share_max"):
+                if key not in goal:
+                    problems.append((f"{prefix}goal.{key}", "required when profile is 'custom'"))
+        own = table.get("sources") if prefix else sources
+        own = own if isinstance(own, dict) else {}
+        folders = own.get("folder")
+        if isinstance(folders, list):
+            problems += _duplicate_folders(folders, f"{prefix}sources.folder")
+        strava = own.get("strava")
+        if isinstance(strava, dict) and ("client_id" in strava) != ("client_secret" in strava):
+            missing = "client_secret" if "client_id" in strava else "client_id"
+            problems.append(
+                (f"{prefix}sources.strava.{missing}", "client_id and client_secret go together")
+            )
+    return problems
+
+
+def _duplicate_folders(folders: list[Any], path: str) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    used: set[str] = set()
+    for i, table in enumerate(folders):
+        name = table.get("name") if isinstance(table, dict) else None
+        # Malformed and reserved names are the table's own problem (FolderTable.name).
+        if not isinstance(name, str) or not _FOLDER_NAME.fullmatch(name):
+            continue
+        if name in RESERVED_SOURCE_NAMES:
+            continue
+        if name in used:
+            problems.append(
+                (f"{path}[{i}].name", f"{name!r} is already the name of another folder")
+            )
+        used.add(name)
+    return problems
+
+
+def _settings(file: ConfigFile, path: Path | None) -> Settings:
+    """The validated file as settings: one AthleteSettings per athlete, `me` first."""
+    own_me = file.athletes.get(DEFAULT_ATHLETE)
+    if own_me is not None:
+        me = _athlete(DEFAULT_ATHLETE, own_me)
+    else:
+        me = AthleteSettings(
+            DEFAULT_ATHLETE,
+            goal=file.goal,
+            notify=file.notify,
+            folders=_folders(file.sources.folder),
+        )
+    athletes = {DEFAULT_ATHLETE: me}
+    for name, table in file.athletes.items():
+        if name != DEFAULT_ATHLETE:
+            athletes[name] = _athlete(name, table)
+    return Settings(
+        database=file.database,
+        classify=file.classify.params(),
+        sync=file.sync,
+        strava=file.sources.strava,
+        garmin=file.sources.garmin,
+        web=file.web,
+        athletes=athletes,
+        path=path,
+    )
+
+
+def _athlete(name: str, table: AthleteTable) -> AthleteSettings:
+    return AthleteSettings(
+        name,
+        goal=table.goal,
+        notify=table.notify,
+        folders=_folders(table.sources.folder),
+        strava=table.sources.strava,
+    )
+
+
+def _folders(tables: Sequence[FolderTable]) -> tuple[FolderSettings, ...]:
+    # Unnamed folders are "folder", "folder-2", ... skipping names given explicitly.
+    explicit = {t.name for t in tables if t.name is not None}
+    used: set[str] = set()
+    folders: list[FolderSettings] = []
+    for table in tables:
+        name = table.name
+        if name is None:
+            n, name = 1, "folder"
+            while name in used or name in explicit:
+                n += 1
+                name = f"folder-{n}"
+        used.add(name)
+        folders.append(FolderSettings(path=table.path, name=name, poll_minutes=table.poll_minutes))
+    return tuple(folders)
 
 
 def _warn_if_readable(path: Path, keys: list[str]) -> None:
@@ -298,457 +1009,3 @@ def write_example_config(path: Path) -> None:
         raise ConfigError(f"{path} already exists; not overwriting it") from None
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-_MISSING: Any = object()
-
-
-def _type_name(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-class _Parser:
-    """Turns the TOML data into Settings, collecting every problem on the way."""
-
-    def __init__(self, environ: Mapping[str, str], base_dir: Path) -> None:
-        self.environ = environ
-        self.base_dir = base_dir
-        self.problems: list[str] = []
-        self.inline_secrets: list[str] = []
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{key}: {message}")
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def table(self, data: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-        value = data.get(key, _MISSING)
-        if value is _MISSING:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(path, f"expected a table, got {_type_name(value)}")
-            return {}
-        return dict(value)
-
-    def unknown(self, table: Mapping[str, Any], known: set[str], prefix: str) -> None:
-        for key in table:
-            if key not in known:
-                self.problem(f"{prefix}{key}", "unknown key")
-
-    def number(self, table: Mapping[str, Any], key: str, path: str, default: float) -> float:
-        value = table.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(path, f"expected a number, got {_show(value)}")
-            return default
-        if not math.isfinite(value):
-            self.problem(path, "must be a finite number")
-            return default
-        return float(value)
-
-    def positive(self, table: Mapping[str, Any], key: str, path: str, default: float) -> float:
-        value = self.number(table, key, path, default)
-        if value <= 0:
-            self.problem(path, "must be a positive number")
-            return default
-        return value
-
-    def fraction(
-        self, table: Mapping[str, Any], key: str, path: str, default: float | None
-    ) -> float | None:
-        if key not in table:
-            return default
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(path, f"expected a number, got {_show(value)}")
-        elif not 0.0 <= value <= 1.0:
-            self.problem(path, f"must be a fraction between 0 and 1, got {_show(value)}")
-        else:
-            return float(value)
-        return default
-
-    def integer(
-        self, table: Mapping[str, Any], key: str, path: str, default: int, minimum: int
-    ) -> int:
-        value = table.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, f"expected a whole number, got {_show(value)}")
-            return default
-        if value < minimum:
-            self.problem(path, f"must be at least {minimum}, got {value}")
-            return default
-        return value
-
-    def streams(self, table: Mapping[str, Any], path: str) -> StreamsMode:
-        value = table.get("streams", "auto")
-        if value == "auto":
-            return "auto"
-        if value == "always":
-            return "always"
-        self.problem(path, f'expected "auto" or "always", got {_show(value)}')
-        return "auto"
-
-    def secret(self, value: object, path: str) -> Secret | None:
-        """Resolve a secret reference; the value itself never enters a message."""
-        if not isinstance(value, str):
-            self.problem(
-                path,
-                f"expected a string (env:NAME, file:PATH, credential:NAME or the value),"
-                f" got {_type_name(value)}",
-            )
-            return None
-        if value.startswith("env:"):
-            name = value[4:]
-            if name not in self.environ:
-                self.problem(path, f"environment variable {name} is not set")
-                return None
-            resolved = self.environ[name]
-        elif value.startswith("file:"):
-            resolved_opt = self._read_secret_file(Path(value[5:]).expanduser(), path)
-            if resolved_opt is None:
-                return None
-            resolved = resolved_opt
-        elif value.startswith("credential:"):
-            name = value[len("credential:") :]
-            folder = credentials_dir(self.environ)
-            if folder is None:
-                self.problem(
-                    path,
-                    f"credential {name}: CREDENTIALS_DIRECTORY is not set"
-                    " (LoadCredential= in the systemd unit)",
-                )
-                return None
-            if not name or "/" in name:
-                self.problem(path, f"credential name {name!r} is not a plain file name")
-                return None
-            resolved_opt = self._read_secret_file(folder / name, path)
-            if resolved_opt is None:
-                return None
-            resolved = resolved_opt
-        else:
-            self.inline_secrets.append(path)
-            resolved = value
-        if not resolved:
-            self.problem(path, "the secret is empty")
-            return None
-        return Secret(resolved)
-
-    def _read_secret_file(self, file: Path, path: str) -> str | None:
-        if not file.is_absolute():
-            file = self.base_dir / file
-        try:
-            return file.read_text("utf-8").strip()
-        except FileNotFoundError:
-            self.problem(path, f"secret file {file} does not exist")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            self.problem(path, f"cannot read secret file {file}: {reason}")
-        return None
-
-    # -- sections -----------------------------------------------------------------------
-
-    def settings(self, data: Mapping[str, Any], path: Path | None) -> Settings:
-        self.unknown(
-            data, {"database", "goal", "classify", "sync", "sources", "notify", "athletes"}, ""
-        )
-        database = self.database(self.table(data, "database", "database"))
-        classify = self.classify(self.table(data, "classify", "classify"))
-        sync = self.sync(self.table(data, "sync", "sync"))
-        sources = self.table(data, "sources", "sources")
-        self.unknown(sources, {"strava", "garmin", "folder"}, "sources.")
-        strava = self.strava(self.table(sources, "strava", "sources.strava"))
-        garmin = self.garmin(self.table(sources, "garmin", "sources.garmin"))
-        top_level = any(k in data for k in ("goal", "notify")) or "folder" in sources
-        me = self.athlete(DEFAULT_ATHLETE, data, sources, "")
-        athletes: dict[str, AthleteSettings] = {DEFAULT_ATHLETE: me}
-        for name, table in self.table(data, "athletes", "athletes").items():
-            prefix = f"athletes.{name}"
-            if not _ATHLETE_NAME.fullmatch(name):
-                self.problem(prefix, "athlete names use only a-z, 0-9, _ and -")
-                continue
-            if not isinstance(table, dict):
-                self.problem(prefix, f"expected a table, got {_type_name(table)}")
-                continue
-            if name == DEFAULT_ATHLETE and top_level:
-                self.problem(
-                    prefix,
-                    "athlete 'me' is already set by the top-level [goal], [notify] and"
-                    " [[sources.folder]]; use one or the other",
-                )
-                continue
-            self.unknown(table, {"goal", "notify", "sources"}, f"{prefix}.")
-            own_sources = self.table(table, "sources", f"{prefix}.sources")
-            self.unknown(own_sources, {"folder"}, f"{prefix}.sources.")
-            athletes[name] = self.athlete(name, table, own_sources, f"{prefix}.")
-        return Settings(
-            database=database,
-            classify=classify,
-            sync=sync,
-            strava=strava,
-            garmin=garmin,
-            athletes=athletes,
-            path=path,
-        )
-
-    def database(self, table: dict[str, Any]) -> DatabaseSettings:
-        self.unknown(table, {"url"}, "database.")
-        if "url" not in table:
-            return DatabaseSettings()
-        value = table["url"]
-        if isinstance(value, str) and value.startswith(_SECRET_PREFIXES):
-            secret = self.secret(value, "database.url")
-            if secret is None:
-                return DatabaseSettings()
-            value = secret.reveal()
-        if not isinstance(value, str):
-            self.problem("database.url", f"expected a string, got {_type_name(value)}")
-            return DatabaseSettings()
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if not scheme.startswith(("sqlite", "postgresql")):
-            # The URL itself is not shown: it may carry a password.
-            self.problem(
-                "database.url",
-                "expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
-            )
-            return DatabaseSettings()
-        password = urlsplit(value).password
-        if password:
-            Secret(password)  # registered for log redaction
-            if not table["url"].startswith(_SECRET_PREFIXES):
-                self.inline_secrets.append("database.url")
-        return DatabaseSettings(url=value)
-
-    def goal(self, table: dict[str, Any], prefix: str) -> GoalSettings:
-        p = f"{prefix}goal"
-        self.unknown(
-            table,
-            {"profile", "hill_share", "downhill_share_max", "window_days", "race_date"},
-            f"{p}.",
-        )
-        defaults = GoalSettings()
-        profile = defaults.profile
-        if "profile" in table:
-            try:
-                profile = GoalProfile(table["profile"])
-            except ValueError:
-                choices = " | ".join(g.value for g in GoalProfile)
-                self.problem(
-                    f"{p}.profile", f"expected one of {choices}, got {_show(table['profile'])}"
-                )
-        hill_share: tuple[float, float] | None = None
-        if "hill_share" in table:
-            hill_share = self.share_band(table["hill_share"], f"{p}.hill_share")
-        downhill = self.fraction(table, "downhill_share_max", f"{p}.downhill_share_max", None)
-        window = self.integer(table, "window_days", f"{p}.window_days", defaults.window_days, 7)
-        race_date: date | None = None
-        if "race_date" in table:
-            value = table["race_date"]
-            if isinstance(value, date) and not isinstance(value, datetime):
-                race_date = value
-            else:
-                self.problem(
-                    f"{p}.race_date", f"expected a date like 2027-04-25, got {_show(value)}"
-                )
-        if profile is GoalProfile.CUSTOM:
-            for key in ("hill_share", "downhill_share_max"):
-                if key not in table:
-                    self.problem(f"{p}.{key}", "required when profile is 'custom'")
-        return GoalSettings(
-            profile=profile,
-            hill_share=hill_share,
-            downhill_share_max=downhill,
-            window_days=window,
-            race_date=race_date,
-        )
-
-    def share_band(self, value: object, path: str) -> tuple[float, float] | None:
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)
-        ):
-            self.problem(path, f"expected [min, max] with two numbers, got {_show(value)}")
-            return None
-        lo, hi = float(value[0]), float(value[1])
-        bad = [v for v in (lo, hi) if not 0.0 <= v <= 1.0]
-        if bad:
-            self.problem(path, f"must be fractions between 0 and 1, got {_show(value)}")
-            return None
-        if lo > hi:
-            self.problem(path, f"min {value[0]} is above max {value[1]}")
-            return None
-        return lo, hi
-
-    def classify(self, table: dict[str, Any]) -> ClassifyParams:
-        d = ClassifyParams()
-        keys = ("hilly_m_per_km", "downhill_ratio", "grade_pct", "hysteresis_m")
-        self.unknown(table, set(keys), "classify.")
-        values = {k: self.positive(table, k, f"classify.{k}", getattr(d, k)) for k in keys}
-        return ClassifyParams(**values)
-
-    def sync(self, table: dict[str, Any]) -> SyncSettings:
-        self.unknown(table, {"sports", "backfill_days"}, "sync.")
-        d = SyncSettings()
-        sports = d.sports
-        if "sports" in table:
-            value = table["sports"]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                self.problem("sync.sports", f"expected an array of sport names, got {_show(value)}")
-            elif not value:
-                self.problem("sync.sports", "must name at least one sport")
-            else:
-                unknown = [v for v in value if v not in KNOWN_SPORTS]
-                for v in unknown:
-                    self.problem(
-                        "sync.sports",
-                        f"unknown sport {v!r} (known: {', '.join(KNOWN_SPORTS)})",
-                    )
-                if not unknown:
-                    sports = tuple(dict.fromkeys(value))
-        backfill = self.integer(table, "backfill_days", "sync.backfill_days", d.backfill_days, 0)
-        return SyncSettings(sports=sports, backfill_days=backfill)
-
-    def strava(self, table: dict[str, Any]) -> StravaSettings:
-        p = "sources.strava"
-        self.unknown(table, {"client_id", "client_secret", "poll_minutes", "streams"}, f"{p}.")
-        d = StravaSettings()
-        client_id: int | None = None
-        if "client_id" in table:
-            value = table["client_id"]
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                self.problem(
-                    f"{p}.client_id", f"expected the application's number, got {_show(value)}"
-                )
-            else:
-                client_id = value
-        secret = (
-            self.secret(table["client_secret"], f"{p}.client_secret")
-            if "client_secret" in table
-            else None
-        )
-        if ("client_id" in table) != ("client_secret" in table):
-            missing = "client_secret" if "client_id" in table else "client_id"
-            self.problem(f"{p}.{missing}", "client_id and client_secret go together")
-        return StravaSettings(
-            client_id=client_id,
-            client_secret=secret,
-            poll_minutes=self.positive(table, "poll_minutes", f"{p}.poll_minutes", d.poll_minutes),
-            streams=self.streams(table, f"{p}.streams"),
-        )
-
-    def garmin(self, table: dict[str, Any]) -> GarminSettings:
-        p = "sources.garmin"
-        self.unknown(table, {"poll_minutes", "streams"}, f"{p}.")
-        d = GarminSettings()
-        return GarminSettings(
-            poll_minutes=self.positive(table, "poll_minutes", f"{p}.poll_minutes", d.poll_minutes),
-            streams=self.streams(table, f"{p}.streams"),
-        )
-
-    def notify(self, table: dict[str, Any], prefix: str) -> NotifySettings:
-        p = f"{prefix}notify"
-        self.unknown(table, {"urls", "remind_days"}, f"{p}.")
-        d = NotifySettings()
-        urls: list[Secret] = []
-        value = table.get("urls", [])
-        if not isinstance(value, list):
-            self.problem(f"{p}.urls", f"expected an array of Apprise URLs, got {_type_name(value)}")
-            value = []
-        for i, item in enumerate(value):
-            secret = self.secret(item, f"{p}.urls[{i}]")
-            if secret is None:
-                continue
-            if "://" not in secret.reveal():
-                self.problem(f"{p}.urls[{i}]", "not a URL (expected scheme://...)")
-                continue
-            urls.append(secret)
-        remind = self.integer(table, "remind_days", f"{p}.remind_days", d.remind_days, 1)
-        return NotifySettings(urls=tuple(urls), remind_days=remind)
-
-    def folders(self, value: object, prefix: str) -> tuple[FolderSettings, ...]:
-        p = f"{prefix}sources.folder"
-        if value is _MISSING:
-            return ()
-        if isinstance(value, dict):
-            value = [value]  # [sources.folder] written as a single table
-        if not isinstance(value, list):
-            self.problem(p, f"expected [[sources.folder]] tables, got {_type_name(value)}")
-            return ()
-        folders: list[FolderSettings] = []
-        used: set[str] = set()
-        explicit = {
-            t["name"] for t in value if isinstance(t, dict) and isinstance(t.get("name"), str)
-        }
-        for i, table in enumerate(value):
-            q = f"{p}[{i}]"
-            if not isinstance(table, dict):
-                self.problem(q, f"expected a table, got {_type_name(table)}")
-                continue
-            self.unknown(table, {"path", "name", "poll_minutes"}, f"{q}.")
-            poll = self.positive(table, "poll_minutes", f"{q}.poll_minutes", 5.0)
-            raw_path = table.get("path", _MISSING)
-            folder_path: Path | None = None
-            if raw_path is _MISSING:
-                self.problem(f"{q}.path", "required")
-            elif not isinstance(raw_path, str) or not raw_path:
-                self.problem(f"{q}.path", f"expected a folder path, got {_show(raw_path)}")
-            else:
-                folder_path = Path(raw_path).expanduser()
-                if not folder_path.is_absolute():
-                    folder_path = self.base_dir / folder_path
-            name = self.folder_name(table, q, used, explicit)
-            if folder_path is not None and name is not None:
-                folders.append(FolderSettings(path=folder_path, name=name, poll_minutes=poll))
-        return tuple(folders)
-
-    def folder_name(
-        self, table: dict[str, Any], q: str, used: set[str], explicit: set[str]
-    ) -> str | None:
-        if "name" not in table:
-            # Unnamed folders are "folder", "folder-2", ... skipping names given explicitly.
-            n = 1
-            name = "folder"
-            while name in used or name in explicit:
-                n += 1
-                name = f"folder-{n}"
-            used.add(name)
-            return name
-        name = table["name"]
-        if not isinstance(name, str) or not _FOLDER_NAME.fullmatch(name):
-            self.problem(
-                f"{q}.name", f"use only letters, digits, '.', '_' and '-', got {_show(name)}"
-            )
-            return None
-        if name in RESERVED_SOURCE_NAMES:
-            self.problem(f"{q}.name", f"{name!r} is the name of a source kind")
-            return None
-        if name in used:
-            self.problem(f"{q}.name", f"{name!r} is already the name of another folder")
-            return None
-        used.add(name)
-        return name
-
-    def athlete(
-        self, name: str, data: Mapping[str, Any], sources: Mapping[str, Any], prefix: str
-    ) -> AthleteSettings:
-        return AthleteSettings(
-            name=name,
-            goal=self.goal(self.table(data, "goal", f"{prefix}goal"), prefix),
-            notify=self.notify(self.table(data, "notify", f"{prefix}notify"), prefix),
-            folders=self.folders(sources.get("folder", _MISSING), prefix),
-        )
