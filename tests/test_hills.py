@@ -561,3 +561,29 @@ class TestCourseTargets:
         with pytest.raises(ConfigError, match=r"^goal\.course: race\.gpx: "):
             load_course(bad, ClassifyParams())
         assert CourseReader(ClassifyParams()).targets(bad, marathon_goal(), AT.date()) is None
+
+    def test_balance_json_names_the_course(self, cli: Cli, tmp_path: Path) -> None:
+        """With [goal] course and race_date, balance --json has the course's figures."""
+        course = tmp_path / "race.gpx"
+        course.write_text(route_gpx(21_000, descending_course))
+        cli.put("flat.gpx", route_gpx(6_000, lambda d: 300.0, start=NOV20))
+        cli.configure(f'\n[goal]\ncourse = "{course}"\nrace_date = 2027-03-01\n')
+        assert cli("sync")[0] == 0
+        doc = cli.json("balance", "--at", "2026-11-22")["course"]
+        assert doc["name"] == "race.gpx"
+        assert doc["loss_m"] == pytest.approx(240, abs=10)
+        assert doc["loss_m_per_km"] == pytest.approx(240 / 21, abs=0.5)
+        assert doc["descending"] is True
+        assert "downhill_share_min" in doc["from_course"]
+        code, out, _ = cli("balance", "--at", "2026-11-22")
+        assert code == 0
+        assert "Your race course race.gpx: 21.0 km" in out
+
+    def test_missing_course_file_leaves_the_profile_band(self, cli: Cli, tmp_path: Path) -> None:
+        """A course file that is gone: balance still works, on the profile's band, course null."""
+        cli.put("flat.gpx", route_gpx(6_000, lambda d: 300.0, start=NOV20))
+        cli.configure(f'\n[goal]\ncourse = "{tmp_path / "gone.gpx"}"\n')
+        assert cli("sync")[0] == 0
+        report = cli.json("balance", "--at", "2026-11-22")
+        assert report["course"] is None
+        assert report["goal"]["hill_share_min"] == 0.10

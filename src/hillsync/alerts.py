@@ -28,7 +28,14 @@ from hillsync.balance import (
     report_as_json,
     warning_message,
 )
-from hillsync.model import BalanceReport, BalanceStatus, Goal, Message, RunForBalance
+from hillsync.model import (
+    BalanceReport,
+    BalanceStatus,
+    CourseTargets,
+    Goal,
+    Message,
+    RunForBalance,
+)
 from hillsync.store import outbox
 from hillsync.store.tables import OutboxMessage
 
@@ -54,6 +61,7 @@ def evaluate_athlete(
     url_keys: Sequence[str],
     now: datetime,
     runs: Sequence[RunForBalance],
+    course: CourseTargets | None = None,
 ) -> BalanceReport:
     """Evaluate the balance at `now`, store the state, enqueue at most one message.
 
@@ -63,7 +71,7 @@ def evaluate_athlete(
     """
     state = outbox.get_balance_state(session, athlete_id, for_update=True)
     previous = _previous(state.status) if state is not None else None
-    report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous)
+    report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous, course=course)
     as_json = report_as_json(report)
     status = report.status
 

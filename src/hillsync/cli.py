@@ -417,7 +417,7 @@ def current_report(
     """
     from hillsync.dashboard import current_balance
 
-    return current_balance(app.db, athlete, at, with_state=with_state)
+    return current_balance(app.db, athlete, at, with_state=with_state, params=app.settings.classify)
 
 
 def cmd_balance(app: App) -> int:

@@ -11,7 +11,8 @@ from typing import Any
 
 from hillsync.balance import evaluate, history_start
 from hillsync.config import AthleteSettings
-from hillsync.model import BalanceReport, BalanceStatus
+from hillsync.coursefile import CourseReader
+from hillsync.model import BalanceReport, BalanceStatus, ClassifyParams
 from hillsync.report import (
     DASHBOARD_WEEKS,
     Dashboard,
@@ -25,12 +26,18 @@ RECENT_RUNS = 20
 
 
 def current_balance(
-    db: Any, athlete: AthleteSettings, at: datetime, *, with_state: bool = True
+    db: Any,
+    athlete: AthleteSettings,
+    at: datetime,
+    *,
+    with_state: bool = True,
+    params: ClassifyParams | None = None,
 ) -> BalanceReport:
     """The balance as of `at`, without writing any state or warning.
 
     `with_state` applies the stored warning state's hysteresis: right for now, wrong for a
-    past date, when another state may have been in force. Raises StoreError.
+    past date, when another state may have been in force. The race course (`[goal] course`)
+    is measured with `params` (the [classify] thresholds). Raises StoreError.
     """
     from hillsync.store import outbox, repo
 
@@ -40,7 +47,8 @@ def current_balance(
         state = outbox.get_balance_state(session, row.id)
         previous = BalanceStatus(state.status) if state is not None and with_state else None
         runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
-    return evaluate(runs, goal, athlete=athlete.name, at=at, previous=previous)
+    course = CourseReader(params or ClassifyParams()).targets(athlete.goal.course, goal, at.date())
+    return evaluate(runs, goal, athlete=athlete.name, at=at, previous=previous, course=course)
 
 
 def build_dashboard(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from hillsync import alerts, classify, hills, paths
 from hillsync.balance import history_start
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
+from hillsync.coursefile import CourseReader
 from hillsync.errors import (
     AuthRequired,
     ConfigError,
@@ -193,6 +194,7 @@ class Worker:
         self.clock = clock
         self.retrying = retrying
         self.progress = progress
+        self.courses = CourseReader(settings.classify)
 
     # -- which sources there are -------------------------------------------------------
 
@@ -443,6 +445,7 @@ class Worker:
             with self.db.session() as session:
                 row = repo.ensure_athlete(session, athlete.name)
                 runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
+                course = self.courses.targets(athlete.goal.course, goal, at.date())
                 reports[athlete.name] = alerts.evaluate_athlete(
                     session,
                     row.id,
@@ -452,6 +455,7 @@ class Worker:
                     url_keys=[outbox.url_key(u.reveal()) for u in athlete.notify.urls],
                     now=at,
                     runs=runs,
+                    course=course,
                 )
         return reports
 
