@@ -19,8 +19,18 @@ from typing import Any
 import fitdecode
 import numpy as np
 import pytest
+from sqlalchemy import select
 
-from hillsync.balance import evaluate, km_effort, report_as_json, terrain_volume, warning_message
+from hillsync import alerts
+from hillsync.balance import (
+    downhill_week,
+    evaluate,
+    km_effort,
+    ramp_message,
+    report_as_json,
+    terrain_volume,
+    warning_message,
+)
 from hillsync.classify import classify
 from hillsync.cli import main
 from hillsync.course import targets as course_targets
@@ -40,6 +50,8 @@ from hillsync.model import (
     Summary,
     Terrain,
 )
+from hillsync.store.db import Database
+from hillsync.store.tables import Athlete, OutboxMessage
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 # garminconnect's FIT encoder (an untyped corner of a typed package): builds test FIT files.
@@ -587,3 +599,75 @@ class TestCourseTargets:
         report = cli.json("balance", "--at", "2026-11-22")
         assert report["course"] is None
         assert report["goal"]["hill_share_min"] == 0.10
+
+
+# Monday 2026-11-30 is the start of ISO week 2026-W49.
+WEEK49 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+def descent_history(this_week_m: float, per_week_m: float = 200.0) -> list[RunForBalance]:
+    """Four weeks of `per_week_m` descent each (one run a week), then `this_week_m` this week."""
+    runs = [
+        RunForBalance(WEEK49 - timedelta(weeks=w, days=-2), 10_000.0, Terrain.UPHILL, per_week_m,
+                      per_week_m)
+        for w in range(1, 5)
+    ]  # fmt: skip
+    runs.append(
+        RunForBalance(WEEK49 + timedelta(days=1), 12_000.0, Terrain.UPHILL, this_week_m,
+                      this_week_m)
+    )  # fmt: skip
+    return runs
+
+
+class TestDownhillRamp:
+    """A week whose descent rises more than 30 % over the previous 4-week average is a ramp."""
+
+    def test_doubling_is_a_ramp(self) -> None:
+        """400 m after four weeks of 200 m: +100 %, a ramp, and its message says so."""
+        week = downhill_week(descent_history(400.0), WEEK49 + timedelta(days=2))
+        assert (week.loss_m, week.average_m, week.ramp) == (400.0, 200.0, True)
+        report = evaluate(descent_history(400.0), marathon_goal(), athlete="me",
+                          at=WEEK49 + timedelta(days=2))  # fmt: skip
+        message = ramp_message(report)
+        assert message is not None
+        assert "100 % more than your average of 200 m" in message.body
+        assert "gradually" in message.body
+        assert report_as_json(report)["downhill_week"]["ramp"] is True
+
+    def test_thirty_percent_is_no_ramp(self) -> None:
+        """260 m after 200 m a week is +30 %: not more than 30 %, no ramp."""
+        week = downhill_week(descent_history(260.0), WEEK49 + timedelta(days=2))
+        assert not week.ramp
+
+    def test_small_rise_on_a_tiny_base_is_no_ramp(self) -> None:
+        """From 20 m a week to 100 m is +400 % but only 80 m more: below the 150 m floor."""
+        assert not downhill_week(descent_history(100.0, 20.0), WEEK49 + timedelta(days=2)).ramp
+
+    def test_warned_once_per_week(self, db: Database) -> None:
+        """Evaluated every hour of a ramping week, then again: one message; next week again."""
+        with db.session() as s:
+            athlete = Athlete(name="me", created_at=WEEK49)
+            s.add(athlete)
+            s.flush()
+            aid = athlete.id
+
+        def run_alerts(at: datetime, runs: list[RunForBalance]) -> None:
+            with db.session() as s:
+                alerts.evaluate_athlete(s, aid, "me", marathon_goal(), remind_days=7,
+                                        url_keys=["k"], now=at, runs=runs)  # fmt: skip
+
+        for hour in range(30, 40):
+            run_alerts(WEEK49 + timedelta(hours=hour), descent_history(400.0))
+        next_week = [*descent_history(400.0),
+                     RunForBalance(WEEK49 + timedelta(days=8), 12_000.0, Terrain.UPHILL, 900.0,
+                                   900.0)]  # fmt: skip
+        run_alerts(WEEK49 + timedelta(days=9), next_week)
+        run_alerts(WEEK49 + timedelta(days=10), next_week)
+        with db.session(readonly=True) as s:
+            ramps = list(
+                s.scalars(select(OutboxMessage.title).where(OutboxMessage.kind == "downhill_ramp"))
+            )
+        assert ramps == [
+            "Downhill ramp: 400 m of descent this week",
+            "Downhill ramp: 900 m of descent this week",
+        ]

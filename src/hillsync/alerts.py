@@ -24,6 +24,7 @@ from hillsync.balance import (
     WARNING_STATES,
     evaluate,
     needs_auth_message,
+    ramp_message,
     reminder_message,
     report_as_json,
     warning_message,
@@ -113,7 +114,27 @@ def evaluate_athlete(
             status=status.value,
             previous=previous.value if previous else None,
         )
+    _enqueue_ramp(session, athlete_id, report, url_keys=url_keys, now=now)
     return report
+
+
+def _enqueue_ramp(
+    session: Session,
+    athlete_id: int,
+    report: BalanceReport,
+    *,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> None:
+    """The downhill ramp warning, at most once per athlete and ISO week."""
+    ramp = ramp_message(report)
+    week = report.downhill_week
+    if ramp is None or week is None:
+        return
+    iso = week.week_start.isocalendar()
+    if outbox.mark_once(session, athlete_id, ramp.kind, f"{iso.year}-W{iso.week:02d}", now):
+        outbox.enqueue(session, ramp, athlete_id=athlete_id, url_keys=url_keys, now=now)
+        log.info("downhill_ramp_message", athlete=report.athlete, loss_m=round(week.loss_m))
 
 
 def enqueue_needs_auth(

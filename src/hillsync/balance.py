@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hillsync.model import (
     BalanceReport,
     BalanceStatus,
     CourseTargets,
+    DownhillWeek,
     Goal,
     HillSessions,
     Message,
@@ -44,6 +45,11 @@ MIN_DISTANCE_M = 20_000.0
 HYSTERESIS = 0.02
 #: Days before race_date during which `low` is not raised.
 TAPER_DAYS = 10
+#: A week whose descent exceeds the previous 4 weeks' average by more than this share ...
+RAMP_SHARE = 0.30
+#: ... and by at least this much (a few metres more on a tiny base is no load) is a ramp.
+RAMP_MIN_M = 150.0
+RAMP_WEEKS = 4
 #: How far back `evaluate` looks beyond the window: for the last hill session's date and
 #: the downhill ramp's previous four weeks. Callers pass runs from `history_start` on.
 HISTORY_DAYS = 56
@@ -109,6 +115,54 @@ def downhill_low(
     if previous is BalanceStatus.DOWNHILL_LOW:
         limit += HYSTERESIS
     return share < limit
+
+
+def downhill_week(runs: Sequence[RunForBalance], at: datetime) -> DownhillWeek:
+    """The descent of the ISO week (UTC) holding `at`, up to `at`, against the 4 weeks before.
+
+    It is a ramp when it exceeds their average by more than RAMP_SHARE (30 %) and by at least
+    RAMP_MIN_M: "build up downhill running gradually". Raises ValueError for a naive `at`.
+    """
+    _check_aware(at)
+    day = at.astimezone(UTC).date()
+    monday = day - timedelta(days=day.weekday())
+    weeks = [0.0] * (RAMP_WEEKS + 1)  # index 0: this week, 1..4: the weeks before
+    for run in runs:
+        if run.start_time > at or run.elevation_loss_m is None:
+            continue
+        d = run.start_time.astimezone(UTC).date()
+        back = (monday - (d - timedelta(days=d.weekday()))).days // 7
+        if 0 <= back <= RAMP_WEEKS:
+            weeks[back] += run.elevation_loss_m
+    average = sum(weeks[1:]) / RAMP_WEEKS
+    this = weeks[0]
+    ramp = this > (1 + RAMP_SHARE) * average and this - average >= RAMP_MIN_M
+    return DownhillWeek(week_start=monday, loss_m=this, average_m=average, ramp=ramp)
+
+
+def ramp_message(report: BalanceReport) -> Message | None:
+    """The downhill ramp warning for the report's week, or None when there is no ramp."""
+    week = report.downhill_week
+    if week is None or not week.ramp:
+        return None
+    who = f" ({report.athlete})" if report.athlete != "me" else ""
+    rise = (
+        f"{(week.loss_m / week.average_m - 1) * 100:.0f} % more than"
+        if week.average_m > 0
+        else "up from nothing in"
+    )
+    return Message(
+        kind="downhill_ramp",
+        title=f"Downhill ramp{who}: {week.loss_m:.0f} m of descent this week",
+        body=(
+            f"This week (from {week.week_start:%Y-%m-%d}) you ran {week.loss_m:.0f} m "
+            f"downhill, {rise} your average of {week.average_m:.0f} m a week over the 4 "
+            f"weeks before. Downhill running strains the muscles eccentrically (braking): "
+            f"build it up gradually, at most about {RAMP_SHARE:.0%} more a week, and give "
+            f"your legs easy days after long descents."
+        ),
+        athlete=report.athlete,
+    )
 
 
 def weekly_sessions(sessions: int, window_days: int) -> bool:
@@ -315,6 +369,7 @@ def evaluate(
         hill_sessions=sessions,
         course=course,
         vertical_week_m=vertical_week,
+        downhill_week=downhill_week(runs, at),
     )
 
 
@@ -350,6 +405,17 @@ def terrain_volume(runs: Sequence[RunForBalance]) -> TerrainVolume:
 
 def _round(x: float | None, digits: int) -> float | None:
     return round(x, digits) if x is not None else None
+
+
+def _downhill_week_json(week: DownhillWeek | None) -> dict[str, Any] | None:
+    if week is None:
+        return None
+    return {
+        "week_start": week.week_start.isoformat(),
+        "loss_m": round(week.loss_m, 1),
+        "average_m": round(week.average_m, 1),
+        "ramp": week.ramp,
+    }
 
 
 def course_json(report: BalanceReport) -> dict[str, Any] | None:
@@ -559,6 +625,7 @@ def added_json(report: BalanceReport) -> dict[str, Any]:
         "downhill_terrain_share": _round(downhill_terrain_share(report), 4),
         "downhill_share_min": report.goal.downhill_share_min,
         "course": course_json(report),
+        "downhill_week": _downhill_week_json(report.downhill_week),
         "hill_sessions": {
             "count": report.hill_sessions.count,
             "last": report.hill_sessions.last.date().isoformat()

@@ -321,6 +321,17 @@ class HillSessions:
 
 
 @dataclass(frozen=True)
+class DownhillWeek:
+    """This week's descent against the average of the 4 weeks before (ISO weeks, UTC)."""
+
+    week_start: date
+    loss_m: float
+    average_m: float
+    #: True when this week rises past the ramp limit (a warning, once per week).
+    ramp: bool
+
+
+@dataclass(frozen=True)
 class CourseFigures:
     """The terrain of a race course (`[goal] course`), as the classifier measures a run.
 
@@ -377,6 +388,7 @@ class BalanceReport:
     course: CourseTargets | None = None
     #: Elevation gain of the 7 days up to the window's end (for the course's weekly target).
     vertical_week_m: float = 0.0
+    downhill_week: DownhillWeek | None = None
 
 
 @dataclass(frozen=True)
