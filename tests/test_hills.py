@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib
 import io
 import json
@@ -12,9 +13,10 @@ import struct
 import textwrap
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import fitdecode
 import numpy as np
@@ -23,9 +25,12 @@ from sqlalchemy import select
 
 from hillsync import alerts
 from hillsync.balance import (
+    digest_due,
+    digest_message,
     downhill_week,
     evaluate,
     km_effort,
+    next_digest,
     ramp_message,
     report_as_json,
     terrain_volume,
@@ -33,6 +38,7 @@ from hillsync.balance import (
 )
 from hillsync.classify import classify
 from hillsync.cli import main
+from hillsync.config import load_settings
 from hillsync.course import targets as course_targets
 from hillsync.coursefile import CourseReader, load_course
 from hillsync.errors import ConfigError
@@ -50,8 +56,9 @@ from hillsync.model import (
     Summary,
     Terrain,
 )
-from hillsync.store.db import Database
+from hillsync.store.db import Database, open_database
 from hillsync.store.tables import Athlete, OutboxMessage
+from hillsync.worker import Worker
 
 AT = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 # garminconnect's FIT encoder (an untyped corner of a typed package): builds test FIT files.
@@ -149,18 +156,18 @@ class Cli:
         }
 
     def put(self, name: str, text: str) -> Path:
-        """Write a file into the synced folder, dated an hour ago (complete, not being written)."""
+        """Write a file into the synced folder, dated 2026-11-01 (complete, not being written)."""
         path = self.folder / name
         path.write_text(text)
-        old = datetime.now(UTC).timestamp() - 3600
+        old = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
         os.utime(path, (old, old))
         return path
 
     def put_bytes(self, name: str, data: bytes) -> Path:
-        """Write a binary file into the synced folder, dated an hour ago."""
+        """Write a binary file into the synced folder, dated 2026-11-01."""
         path = self.folder / name
         path.write_bytes(data)
-        old = datetime.now(UTC).timestamp() - 3600
+        old = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
         os.utime(path, (old, old))
         return path
 
@@ -671,3 +678,80 @@ class TestDownhillRamp:
             "Downhill ramp: 400 m of descent this week",
             "Downhill ramp: 900 m of descent this week",
         ]
+
+
+class TestWeeklyDigest:
+    """The weekly digest: due at its local time, sent once a week, with the chart attached."""
+
+    def test_due_from_its_moment_to_the_end_of_the_week(self) -> None:
+        """ "mon 07:00": not due at 06:59 on Monday, due at 07:00 and later that week."""
+        monday = datetime(2026, 11, 30, 6, 59, tzinfo=UTC)
+        assert digest_due(monday, 0, time(7, 0), UTC) is None
+        assert digest_due(monday + timedelta(minutes=1), 0, time(7, 0), UTC) == "2026-W49"
+        assert digest_due(monday + timedelta(days=6, hours=17), 0, time(7, 0), UTC) == "2026-W49"
+        assert next_digest(monday, 0, time(7, 0), UTC) == monday + timedelta(minutes=1)
+
+    def test_local_time_decides(self) -> None:
+        """07:00 in Berlin (UTC+1 in winter) is 06:00 UTC."""
+        berlin = ZoneInfo("Europe/Berlin")
+        at = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+        assert digest_due(at, 0, time(7, 0), berlin) == "2026-W49"
+        assert digest_due(at - timedelta(seconds=1), 0, time(7, 0), berlin) is None
+
+    def test_digest_figures(self) -> None:
+        """Last week's runs only: 3 runs, 30 km, 10 km uphill runs, 1 session, 350 m up."""
+        runs = [
+            RunForBalance(datetime(2026, 11, 24, 7, tzinfo=UTC), 10_000.0, Terrain.UPHILL, 300.0),
+            RunForBalance(datetime(2026, 11, 26, 7, tzinfo=UTC), 12_000.0, Terrain.FLAT, 50.0,
+                          hill_repeats=SESSION),
+            RunForBalance(datetime(2026, 11, 28, 7, tzinfo=UTC), 8_000.0, Terrain.UNKNOWN),
+            RunForBalance(datetime(2026, 11, 18, 7, tzinfo=UTC), 20_000.0, Terrain.FLAT, 10.0),
+        ]  # fmt: skip
+        now = datetime(2026, 11, 30, 7, 5, tzinfo=UTC)
+        report = evaluate(runs, marathon_goal(), athlete="me", at=now)
+        message = digest_message(runs, report, now=now, tz=UTC, chart=b"\x89PNG")
+        assert message.title == "hillsync weekly: 2026-W48, 30.0 km, hill share 45%"
+        assert "3 runs, 30.0 km, hill share 45%, 1 hill-repeat session, 350 m up" in message.body
+        assert "Last 28 days: " in message.body
+        assert message.attachment == b"\x89PNG"
+
+    def test_sent_once_per_week_across_restarts(
+        self, cli: Cli, loopback: tuple[str, list[dict[str, Any]]]
+    ) -> None:
+        """Two restarts in one week send one digest with its PNG chart; the next week another."""
+        url, received = loopback
+        length, ele = repeats_route()
+        cli.put("repeats.gpx", route_gpx(length, ele, start="2026-11-25T07:00:00+00:00"))
+        cli.put("flat.gpx", route_gpx(6_000, lambda d: 300.0, start="2026-11-27T07:00:00+00:00"))
+        cli.configure(f'\n[notify]\nurls = ["{url}"]\ndigest = "mon 07:00"\n')
+        settings = load_settings(cli.config, cli.env)
+
+        def restart(now: datetime) -> None:
+            db = open_database(settings.database.url or "")
+            try:
+                worker = Worker(settings, db, environ=cli.env, clock=lambda: now, tz=UTC)
+                worker.sync_cycle()
+            finally:
+                db.close()
+
+        def digests() -> list[dict[str, Any]]:
+            return [r for r in received if r["title"].startswith("hillsync weekly")]
+
+        monday = datetime(2026, 11, 30, 6, 30, tzinfo=UTC)
+        restart(monday)
+        assert digests() == []
+        restart(monday + timedelta(hours=1))
+        restart(monday + timedelta(hours=2))
+        restart(monday + timedelta(days=3))
+        assert len(digests()) == 1
+        digest = digests()[0]
+        assert digest["title"] == "hillsync weekly: 2026-W48, 14.8 km, hill share 0%"
+        assert "1 hill-repeat session" in digest["message"]
+        (attachment,) = digest["attachments"]
+        assert attachment["filename"] == "hillsync-2026-W48.png"
+        png = base64.b64decode(attachment["base64"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+        restart(monday + timedelta(days=7, hours=1))
+        titles = [d["title"][:28] for d in digests()]
+        assert titles == ["hillsync weekly: 2026-W48, 1", "hillsync weekly: 2026-W49, 0"]

@@ -43,6 +43,11 @@ from hillsync.store.tables import OutboxMessage
 log = structlog.get_logger(__name__)
 
 
+def stored_status(status: str | None) -> BalanceStatus | None:
+    """A stored balance status as a BalanceStatus (None for none or an unknown one)."""
+    return _previous(status)
+
+
 def _previous(status: str | None) -> BalanceStatus | None:
     if status is None:
         return None
@@ -132,9 +137,8 @@ def _enqueue_ramp(
     if ramp is None or week is None:
         return
     iso = week.week_start.isocalendar()
-    if outbox.mark_once(session, athlete_id, ramp.kind, f"{iso.year}-W{iso.week:02d}", now):
-        outbox.enqueue(session, ramp, athlete_id=athlete_id, url_keys=url_keys, now=now)
-        log.info("downhill_ramp_message", athlete=report.athlete, loss_m=round(week.loss_m))
+    period = f"{iso.year}-W{iso.week:02d}"
+    enqueue_once(session, athlete_id, ramp, period, url_keys=url_keys, now=now)
 
 
 def enqueue_needs_auth(
@@ -161,3 +165,25 @@ def enqueue_needs_auth(
     row = outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
     log.info("needs_auth_message", athlete=athlete, source=source)
     return row
+
+
+def enqueue_once(
+    session: Session,
+    athlete_id: int,
+    message: Message,
+    period: str,
+    *,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Enqueue `message` unless a message of its kind was enqueued for `period` already.
+
+    The mark and the message commit together (the caller's transaction), so it is sent once
+    per period, also across restarts and with several workers. Returns whether it was
+    enqueued. Nothing is committed.
+    """
+    if not outbox.mark_once(session, athlete_id, message.kind, period, now):
+        return False
+    outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
+    log.info("weekly_message", athlete=message.athlete, kind=message.kind, period=period)
+    return True

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from hillsync.model import (
@@ -162,6 +162,93 @@ def ramp_message(report: BalanceReport) -> Message | None:
             f"your legs easy days after long descents."
         ),
         athlete=report.athlete,
+    )
+
+
+def _local_week(moment: datetime, tz: tzinfo | None) -> date:
+    """The Monday of the week holding `moment` in `tz` (None: the system's local time)."""
+    day = moment.astimezone(tz).date()
+    return day - timedelta(days=day.weekday())
+
+
+def digest_moment(now: datetime, weekday: int, at: time, tz: tzinfo | None = None) -> datetime:
+    """This week's digest moment (local `weekday` and `at`) as an aware datetime.
+
+    Raises ValueError for a naive `now`.
+    """
+    _check_aware(now)
+    monday = _local_week(now, tz)
+    local = datetime.combine(monday + timedelta(days=weekday), at)
+    zone = tz if tz is not None else now.astimezone().tzinfo
+    return local.replace(tzinfo=zone)
+
+
+def digest_due(now: datetime, weekday: int, at: time, tz: tzinfo | None = None) -> str | None:
+    """The period ("2026-W49", local ISO week) whose digest is due at `now`, or None.
+
+    A week's digest is due from its moment to the week's end: a service that was down at
+    the moment sends it when it is back, later in the same week. Raises ValueError for a
+    naive `now`.
+    """
+    if now < digest_moment(now, weekday, at, tz):
+        return None
+    iso = _local_week(now, tz).isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+def next_digest(now: datetime, weekday: int, at: time, tz: tzinfo | None = None) -> datetime:
+    """The next digest moment after `now` (this week's or next week's)."""
+    moment = digest_moment(now, weekday, at, tz)
+    if moment > now:
+        return moment
+    return digest_moment(now + timedelta(days=7), weekday, at, tz)
+
+
+def digest_message(
+    runs: Sequence[RunForBalance],
+    report: BalanceReport,
+    *,
+    now: datetime,
+    tz: tzinfo | None = None,
+    chart: bytes | None = None,
+) -> Message:
+    """The weekly digest: last week's (local Monday to Sunday) km, hill share, hill sessions
+    and vertical, and the window's status against the goal; `chart` (a PNG) attached.
+
+    Raises ValueError for a naive `now`.
+    """
+    _check_aware(now)
+    last_monday = _local_week(now, tz) - timedelta(days=7)
+    week = [r for r in runs if _local_week(r.start_time, tz) == last_monday]
+    km = sum(r.distance_m for r in week)
+    known = sum(r.distance_m for r in week if r.label is not Terrain.UNKNOWN)
+    uphill = sum(r.distance_m for r in week if r.label is Terrain.UPHILL)
+    sessions = sum(1 for r in week if r.hill_repeats is not None)
+    vertical = sum(r.elevation_gain_m or 0.0 for r in week)
+    share = _pct(uphill / known) if known > 0 else "n/a"
+    iso = last_monday.isocalendar()
+    label = f"{iso.year}-W{iso.week:02d}"
+    who = f" ({report.athlete})" if report.athlete != "me" else ""
+    goal = report.goal
+    lines = [
+        f"Last week ({label}, from {last_monday:%Y-%m-%d}): {len(week)} runs, {_km(km)}, "
+        f"hill share {share}, {sessions} hill-repeat session{'s' if sessions != 1 else ''}, "
+        f"{vertical:.0f} m up.",
+        f"Last {goal.window_days} days: {str(report.status).replace('_', ' ')} "
+        f"(hill share {_pct(report.hill_share) if report.hill_share is not None else 'n/a'}, "
+        f"goal {_band(goal)}; {report.runs} runs, {_km(report.distance_m)}).",
+    ]
+    extra = course_line(report)
+    if extra is not None:
+        lines.append(extra)
+    lines.append(report.advice)
+    return Message(
+        kind="digest",
+        title=f"hillsync weekly{who}: {label}, {_km(km)}, hill share {share}",
+        body="\n".join(lines),
+        athlete=report.athlete,
+        attachment=chart,
+        attachment_name=f"hillsync-{label}.png" if chart is not None else None,
     )
 
 

@@ -393,12 +393,17 @@ class BalanceReport:
 
 @dataclass(frozen=True)
 class Message:
-    """A notification to deliver: a title and a body of plain text."""
+    """A notification to deliver: a title and a body of plain text.
+
+    `attachment` (with its file name) is sent along where the service takes attachments.
+    """
 
     kind: str
     title: str
     body: str
     athlete: str = "me"
+    attachment: bytes | None = None
+    attachment_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from time import monotonic
 
@@ -22,7 +22,7 @@ import tenacity
 from sqlalchemy.orm import Session
 
 from hillsync import alerts, classify, hills, paths
-from hillsync.balance import history_start
+from hillsync.balance import digest_due, digest_message, evaluate, history_start, next_digest
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.coursefile import CourseReader
 from hillsync.errors import (
@@ -41,6 +41,7 @@ from hillsync.model import (
     Classification,
     ClassifyParams,
     Profile,
+    RunForBalance,
     Secret,
     Summary,
 )
@@ -186,8 +187,11 @@ class Worker:
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
         progress: Callable[[str, int], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
+        tz: tzinfo | None = None,
     ) -> None:
         self.settings = settings
+        #: The digest's local time zone (None: the system's).
+        self.tz = tz
         self.stop = stop
         self.db = db
         self.environ = environ
@@ -304,6 +308,7 @@ class Worker:
             self.sync_source(spec, since=since, full=full, due_only=due_only) for spec in specs
         ]
         reports = self.evaluate_balances()
+        self.send_digests()
         delivery = self.deliver() if deliver else None
         return CycleResult(outcomes, reports, delivery)
 
@@ -459,6 +464,54 @@ class Worker:
                 )
         return reports
 
+    def send_digests(self, at: datetime | None = None) -> int:
+        """Enqueue each athlete's weekly digest once it is due and not yet sent this week.
+
+        Returns how many were enqueued. Raises StoreError when the database fails.
+        """
+        now = at or self.clock()
+        sent = 0
+        for athlete in self.settings.athletes.values():
+            digest = athlete.notify.digest
+            if digest is None:
+                continue
+            period = digest_due(now, digest.weekday, digest.at, self.tz)
+            if period is None:
+                continue
+            goal = athlete.goal.goal()
+            with self.db.session() as session:
+                athlete_id = repo.ensure_athlete(session, athlete.name).id
+                if outbox.is_marked(session, athlete_id, "digest", period):
+                    continue
+                state = outbox.get_balance_state(session, athlete_id)
+                runs = repo.runs_for_balance(
+                    session, athlete.name, now - timedelta(weeks=DIGEST_WEEKS + 1), now
+                )
+            previous = alerts.stored_status(state.status if state is not None else None)
+            course = self.courses.targets(athlete.goal.course, goal, now.date())
+            report = evaluate(
+                runs, goal, athlete=athlete.name, at=now, previous=previous, course=course
+            )
+            message = digest_message(
+                runs, report, now=now, tz=self.tz, chart=digest_chart(runs, now)
+            )
+            url_keys = [outbox.url_key(u.reveal()) for u in athlete.notify.urls]
+            with self.db.session() as session:
+                if alerts.enqueue_once(
+                    session, athlete_id, message, period, url_keys=url_keys, now=now
+                ):
+                    sent += 1
+        return sent
+
+    def next_digest(self, now: datetime) -> datetime | None:
+        """The next moment a digest of any athlete falls due (None: no digest configured)."""
+        times = [
+            next_digest(now, a.notify.digest.weekday, a.notify.digest.at, self.tz)
+            for a in self.settings.athletes.values()
+            if a.notify.digest is not None
+        ]
+        return min(times, default=None)
+
     def all_urls(self) -> list[Secret]:
         """Every notification URL of every athlete, once each."""
         seen: dict[str, Secret] = {}
@@ -471,6 +524,22 @@ class Worker:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
         return notifier.deliver_pending(self.db.session, stop=self.stop)
+
+
+#: Weeks of the digest's chart.
+DIGEST_WEEKS = 8
+
+
+def digest_chart(runs: Sequence[RunForBalance], now: datetime) -> bytes | None:
+    """The weekly km chart (report.py's renderer) as a PNG, None when it cannot be drawn."""
+    from hillsync.report import weekly_chart, weekly_volumes
+
+    try:
+        return weekly_chart(weekly_volumes(runs, DIGEST_WEEKS, now), "png")
+    except (ValueError, RuntimeError, OSError) as exc:
+        # the digest's text matters more than its picture
+        log.warning("digest_chart_failed", error=type(exc).__name__)
+        return None
 
 
 def reconnect_command(kind: str, athlete: str) -> str:
@@ -701,6 +770,9 @@ class Daemon:
             self._last_balance = now
         if not self.stopping:
             self.systemd.watchdog()
+            worker.send_digests()
+        if not self.stopping:
+            self.systemd.watchdog()
             worker.deliver()
         next_sync, next_due = self.next_times(worker, db, specs)
         self.systemd.status(self.status_line(self._reports, next_sync))
@@ -737,6 +809,9 @@ class Daemon:
             times.append(delivery)
         if self._last_balance is not None:
             times.append(self._last_balance + BALANCE_EVERY)
+        digest = worker.next_digest(self.clock())
+        if digest is not None:
+            times.append(digest)
         return next_sync, min(times, default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:

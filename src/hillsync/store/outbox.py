@@ -83,6 +83,8 @@ def enqueue(
         body=message.body,
         created_at=now,
         done_at=None,
+        attachment=message.attachment,
+        attachment_name=message.attachment_name,
     )
     for key in dict.fromkeys(url_keys):  # same URL configured twice: deliver once
         row.deliveries.append(
@@ -239,6 +241,18 @@ def mark_all_done(session: Session, now: datetime) -> int:
     return len(messages)
 
 
+def is_marked(session: Session, athlete_id: int, kind: str, period: str) -> bool:
+    """Whether `kind` was already done for the athlete in `period` (see `mark_once`)."""
+    found = session.scalar(
+        select(WeeklyMark.id).where(
+            WeeklyMark.athlete_id == athlete_id,
+            WeeklyMark.kind == kind,
+            WeeklyMark.period == period,
+        )
+    )
+    return found is not None
+
+
 def mark_once(session: Session, athlete_id: int, kind: str, period: str, now: datetime) -> bool:
     """Record that `kind` was done for the athlete in `period`; False when it already was.
 
@@ -246,14 +260,7 @@ def mark_once(session: Session, athlete_id: int, kind: str, period: str, now: da
     makes "once per period" hold across restarts and several workers (on PostgreSQL a
     concurrent insert waits for the other transaction and then fails here).
     """
-    exists = session.scalar(
-        select(WeeklyMark.id).where(
-            WeeklyMark.athlete_id == athlete_id,
-            WeeklyMark.kind == kind,
-            WeeklyMark.period == period,
-        )
-    )
-    if exists is not None:
+    if is_marked(session, athlete_id, kind, period):
         return False
     try:
         with session.begin_nested():
