@@ -703,12 +703,14 @@ def cmd_run(app: App) -> int:
 
 
 def demo_settings(data: Path, db_path: Path) -> Settings:
-    """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs."""
-    from hillsync.config import DatabaseSettings
+    """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs,
+    and the weekly digest on (Monday 07:00)."""
+    from hillsync.config import DatabaseSettings, NotifySettings, WeeklyTime
 
     me = AthleteSettings(
         DEFAULT_ATHLETE,
         goal=GoalSettings(),
+        notify=NotifySettings(digest=WeeklyTime(0, time(7, 0))),
         folders=(FolderSettings(path=data, name="samples", poll_minutes=5.0),),
     )
     return replace(
@@ -758,6 +760,7 @@ def cmd_demo(app: App) -> int:
             app.print(f"{len(runs)} runs stored")
             at = max((r.start_time for r in runs), default=datetime.now(UTC)) + timedelta(minutes=1)
             reports = worker.evaluate_balances(at=at)
+            worker.send_digests(at=at)
             app.print()
             for report in reports.values():
                 print_balance(app, report)
@@ -777,6 +780,8 @@ def print_demo_messages(app: App, db: Any) -> None:
             app.print()
             app.print(f"notification: {message.title}")
             app.print(message.body)
+            if message.attachment_name:
+                app.print(f"(attached where the service takes attachments: {message.attachment_name})")
         outbox.mark_all_done(session, datetime.now(UTC))
 
 
