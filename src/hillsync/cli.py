@@ -781,7 +781,7 @@ def print_demo_messages(app: App, db: Any) -> None:
             app.print(f"notification: {message.title}")
             app.print(message.body)
             if message.attachment_name:
-                app.print(f"(attached where the service takes attachments: {message.attachment_name})")
+                app.print(f"(with the chart {message.attachment_name} where the service takes it)")
         outbox.mark_all_done(session, datetime.now(UTC))
 
 
