@@ -755,3 +755,51 @@ class TestWeeklyDigest:
         restart(monday + timedelta(days=7, hours=1))
         titles = [d["title"][:28] for d in digests()]
         assert titles == ["hillsync weekly: 2026-W48, 1", "hillsync weekly: 2026-W49, 0"]
+
+
+class TestElevationTrust:
+    """The share of distance with GPS-only elevation, and the message when it dominates."""
+
+    def test_share_and_message(self) -> None:
+        """30 of 40 km on GPS-only profiles: 75 %, and the warning says so."""
+        runs = [
+            RunForBalance(AT - timedelta(days=d), 10_000.0, Terrain.FLAT, 20.0,
+                          elevation_source=src)
+            for d, src in ((1, "profile"), (2, "profile"), (3, "profile"), (4, "device"))
+        ] + [RunForBalance(AT - timedelta(days=5), 10_000.0, Terrain.UNKNOWN,
+                           elevation_source="profile")]  # fmt: skip
+        report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
+        assert report.gps_only_share == pytest.approx(0.75)
+        assert report_as_json(report)["gps_only_share"] == 0.75
+        message = warning_message(report, None)
+        assert message is not None
+        assert "75% of this distance has GPS-only elevation" in message.body
+
+    def test_device_figures_are_not_flagged(self) -> None:
+        """Runs with device totals: share 0, no warning."""
+        runs = [
+            RunForBalance(AT - timedelta(days=d), 10_000.0, Terrain.FLAT, 20.0,
+                          elevation_source="device")
+            for d in (1, 2, 3, 4)
+        ]  # fmt: skip
+        report = evaluate(runs, marathon_goal(), athlete="me", at=AT)
+        assert report.gps_only_share == 0.0
+        message = warning_message(report, None)
+        assert message is not None
+        assert "GPS-only" not in message.body
+
+    def test_per_run_source_from_real_and_built_files(self, cli: Cli, data_dir: Path) -> None:
+        """A FIT file with the device's totals is `device`; a GPX track is `profile`."""
+        fit = data_dir / "fit" / "2013-02-06-12-11-14.fit"
+        cli.put_bytes("watch.fit", fit.read_bytes())
+        cli.put("phone.gpx", route_gpx(6_000, lambda d: 300.0, start="2013-02-07T07:00:00+00:00"))
+        cli.configure()
+        assert cli("sync")[0] == 0
+        runs = cli.json("activities")
+        assert [(r["sport"], r["elevation_source"]) for r in runs] == [
+            ("run", "device"),
+            ("run", "profile"),
+        ]
+        report = cli.json("balance", "--at", "2013-02-08")
+        # the FIT file's own distance (4835.38 m) against the built 6 km track
+        assert report["gps_only_share"] == pytest.approx(6_000 / (6_000 + 4_835.38), abs=0.01)

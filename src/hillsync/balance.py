@@ -50,6 +50,8 @@ RAMP_SHARE = 0.30
 #: ... and by at least this much (a few metres more on a tiny base is no load) is a ramp.
 RAMP_MIN_M = 150.0
 RAMP_WEEKS = 4
+#: Above this share of GPS-only elevation, the messages say the figures rest mostly on it.
+GPS_ONLY_WARN = 0.5
 #: How far back `evaluate` looks beyond the window: for the last hill session's date and
 #: the downhill ramp's previous four weeks. Callers pass runs from `history_start` on.
 HISTORY_DAYS = 56
@@ -241,6 +243,9 @@ def digest_message(
     extra = course_line(report)
     if extra is not None:
         lines.append(extra)
+    trust = trust_line(report)
+    if trust is not None:
+        lines.append(trust)
     lines.append(report.advice)
     return Message(
         kind="digest",
@@ -457,6 +462,26 @@ def evaluate(
         course=course,
         vertical_week_m=vertical_week,
         downhill_week=downhill_week(runs, at),
+        gps_only_share=_gps_only_share(in_window),
+    )
+
+
+def _gps_only_share(runs: Sequence[RunForBalance]) -> float | None:
+    known = [r for r in runs if r.label is not Terrain.UNKNOWN]
+    total = sum(r.distance_m for r in known)
+    if total <= 0:
+        return None
+    return sum(r.distance_m for r in known if r.elevation_source == "profile") / total
+
+
+def trust_line(report: BalanceReport) -> str | None:
+    """A warning that the figures rest mostly on GPS-only elevation, or None."""
+    share = report.gps_only_share
+    if share is None or share <= GPS_ONLY_WARN:
+        return None
+    return (
+        f"{_pct(share)} of this distance has GPS-only elevation (no barometer, no corrected "
+        "totals), which is noisy: the shares and the vertical may be off."
     )
 
 
@@ -549,6 +574,7 @@ def terrain_lines(report: BalanceReport) -> list[str]:
         f"  hill sessions  {report.hill_sessions.count} in the window; "
         + _last_session(report.hill_sessions, report.window_end),
         *([f"  course         {line}"] if (line := course_line(report)) else []),
+        *([f"  elevation      {trust}"] if (trust := trust_line(report)) else []),
     ]
 
 
@@ -620,6 +646,9 @@ def course_line(report: BalanceReport) -> str | None:
 
 def _message(kind: str, title: str, report: BalanceReport) -> Message:
     lines = [_figures(report), report.advice]
+    trust = trust_line(report)
+    if trust is not None:
+        lines.insert(1, trust)
     extra = course_line(report)
     if extra is not None:
         lines.insert(1, extra)
@@ -712,6 +741,7 @@ def added_json(report: BalanceReport) -> dict[str, Any]:
         "downhill_terrain_share": _round(downhill_terrain_share(report), 4),
         "downhill_share_min": report.goal.downhill_share_min,
         "course": course_json(report),
+        "gps_only_share": _round(report.gps_only_share, 4),
         "downhill_week": _downhill_week_json(report.downhill_week),
         "hill_sessions": {
             "count": report.hill_sessions.count,

@@ -345,6 +345,7 @@ def cmd_activities(app: App) -> int:
             "elevation_loss_m": rounded(r.elevation_loss_m),
             "sources": [{"source": s, "source_id": i} for s, i in r.sources],
             "hill_repeats": repo.hill_repeats_json(r.hill_repeats),
+            "elevation_source": r.elevation_source,
         }
         for r in runs
     ]

@@ -389,6 +389,9 @@ class BalanceReport:
     #: Elevation gain of the 7 days up to the window's end (for the course's weekly target).
     vertical_week_m: float = 0.0
     downhill_week: DownhillWeek | None = None
+    #: Share of the known-label distance whose elevation is GPS-only (a file profile
+    #: without device totals); None without such distance.
+    gps_only_share: float | None = None
 
 
 @dataclass(frozen=True)

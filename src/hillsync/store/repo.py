@@ -72,6 +72,7 @@ class RunView:
     elevation_loss_m: float | None
     sources: tuple[tuple[str, str], ...]
     hill_repeats: HillRepeats | None = None
+    elevation_source: str | None = None
 
 
 def hill_repeats_json(h: HillRepeats | None) -> dict[str, Any] | None:
@@ -497,6 +498,7 @@ def list_runs(
             elevation_loss_m=run.elevation_loss_m,
             sources=tuple(sources.get(run.id, ())),
             hill_repeats=hill_repeats_of(run.hill_repeats),
+            elevation_source=run.elevation_source,
         )
         for run, name in rows
     ]
@@ -523,6 +525,7 @@ def runs_for_balance(
             downhill_m=run.downhill_m or 0.0,
             flat_m=run.flat_m or 0.0,
             hill_repeats=hill_repeats_of(run.hill_repeats),
+            elevation_source=run.elevation_source,
         )
         for run in session.scalars(stmt)
     ]

@@ -172,6 +172,8 @@ class Run(Base):
     flat_m: Mapped[float] = mapped_column(Float, default=0.0)
     #: {count, length_m, grade_pct} of the hill-repeat session in the run, or None.
     hill_repeats: Mapped[dict[str, Any] | None]
+    #: Where its elevation came from: device | profile (GPS-only file) | summary | none.
+    elevation_source: Mapped[str | None] = mapped_column(String(10))
 
     activities: Mapped[list[ActivityRow]] = relationship(back_populates="run")
 

@@ -1,4 +1,4 @@
-"""Hill training: hill-repeat sessions per activity and run, digest attachments, weekly marks.
+"""Hill training: hill repeats and elevation source per run, digest attachments, weekly marks.
 
 Revision ID: 0002_hill_training
 Revises: 0001
@@ -23,6 +23,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("hill_repeats", sa.JSON(), nullable=True))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("hill_repeats", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("elevation_source", sa.String(length=10), nullable=True))
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("attachment", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("attachment_name", sa.String(length=200), nullable=True))
@@ -52,6 +53,7 @@ def downgrade() -> None:
         batch.drop_column("attachment_name")
         batch.drop_column("attachment")
     with op.batch_alter_table("runs") as batch:
+        batch.drop_column("elevation_source")
         batch.drop_column("hill_repeats")
     with op.batch_alter_table("activities") as batch:
         batch.drop_column("hill_repeats")
