@@ -100,7 +100,7 @@ class TestScan:
             opened.append(args)
             raise AssertionError("read a known file")
 
-        monkeypatch.setattr("hillsync.sources.files.read_activity", spy)
+        monkeypatch.setattr("hillsync.sources.files.read_activities", spy)
         assert _fetch(source, seen) == []
         assert opened == []
 

@@ -15,6 +15,7 @@ from hillsync.model import (
     EARTH_RADIUS_M,
     INDOOR_SPORTS,
     PROFILE_STEP_M,
+    RUN_SPORTS,
     Classification,
     ClassifyParams,
     FloatArray,
@@ -37,6 +38,12 @@ SMOOTHING_M = 50.0
 SEGMENT_M = 100.0
 #: Longer than any run: a distance beyond this is corrupt data.
 MAX_DISTANCE_M = 5_000_000.0
+#: Distance between two altitude samples beyond which the stretch counts as not covered
+#: (twice a classification segment: interpolating further would invent the terrain).
+MAX_GAP_M = 200.0
+#: Under this share of the activity's distance with elevation, a profile's gain and loss
+#: say nothing about the whole activity (section 4: coverage).
+MIN_COVERAGE = 0.5
 
 
 # --------------------------------------------------------------------------- profile
@@ -53,8 +60,10 @@ def build_profile(track: Track) -> Profile | None:
     of exactly 0 (a device writes 0 until its altitude locks). Distance comes from
     `track.distance_m` when it has any value (repaired to be non-decreasing), else from the
     positions, else from speed x time; the jump between two `segment` numbers is not
-    distance. Returns None when no usable altitude is left (none at all, or all exactly 0)
-    or no plausible distance can be derived. Raises nothing.
+    distance. Distance recorded without elevation (before the altitude locks, after it is
+    lost, across a gap longer than MAX_GAP_M) is NaN in the profile: it is not covered.
+    Returns None when no usable altitude is left (none at all, or all exactly 0) or no
+    plausible distance can be derived. Raises nothing.
     """
     n = len(track)
     if n == 0:
@@ -89,6 +98,20 @@ def build_profile(track: Track) -> Profile | None:
     if total - grid[-1] > 1e-9:
         grid = np.append(grid, total)
     altitude = np.interp(grid, xp, fp)
+    # Where no altitude was recorded nearby, interpolation would invent terrain.
+    # A lead-in or tail without altitude counts like a gap: short ones are carried over.
+    uncovered = np.zeros(grid.shape[0], dtype=bool)
+    if xp[0] > MAX_GAP_M:
+        uncovered |= grid < xp[0] - PROFILE_STEP_M
+    if total - xp[-1] > MAX_GAP_M:
+        uncovered |= grid > xp[-1] + PROFILE_STEP_M
+    if xp.size > 1:
+        right = np.clip(np.searchsorted(xp, grid), 1, xp.size - 1)
+        left = right - 1
+        gap = xp[right] - xp[left]
+        inside = (grid - xp[left] > PROFILE_STEP_M) & (xp[right] - grid > PROFILE_STEP_M)
+        uncovered |= (gap > MAX_GAP_M) & inside
+    altitude[uncovered] = np.nan
     return Profile(altitude_m=altitude, distance_m=total, step_m=PROFILE_STEP_M)
 
 
@@ -176,8 +199,19 @@ def smooth(profile: Profile) -> FloatArray:
     z = np.asarray(profile.altitude_m, dtype=np.float64)
     if z.size == 0:
         return z.copy()
+    finite = np.isfinite(z)
+    if not finite.all():
+        # Uncovered stretches (NaN) stay NaN; the covered samples are smoothed together.
+        out = np.full(z.shape, np.nan)
+        if finite.any():
+            out[finite] = _smooth_values(z[finite], profile.step_m)
+        return out
+    return _smooth_values(z, profile.step_m)
+
+
+def _smooth_values(z: FloatArray, step_m: float) -> FloatArray:
     z = z - z.min()
-    k = max(1, round(SMOOTHING_M / profile.step_m))
+    k = max(1, round(SMOOTHING_M / step_m))
     half = k // 2
     if half == 0 or z.size < 3:
         return z
@@ -284,8 +318,8 @@ def split(profile: Profile, z: FloatArray, grade_pct: float) -> tuple[float, flo
 
     `z` is the smoothed altitude at the profile's samples. A segment whose grade is at least
     +grade_pct counts as uphill, at most -grade_pct as downhill, else flat; the last, shorter
-    segment is included, so the three lengths add up to the profile's distance.
-    Raises nothing.
+    segment is included, so the three lengths add up to the profile's distance. A segment
+    touching an uncovered stretch (NaN) is in none of them. Raises nothing.
     """
     total = float(profile.distance_m)
     if total <= 0.0 or z.size == 0:
@@ -300,6 +334,10 @@ def split(profile: Profile, z: FloatArray, grade_pct: float) -> tuple[float, flo
     down = rise <= -limit
     uphill = float(length[up].sum())
     downhill = float(length[down & ~up].sum())
+    known = np.isfinite(rise)
+    if not known.all():
+        covered = float(length[known].sum())
+        return uphill, downhill, _rest(covered, uphill, downhill)
     return uphill, downhill, _rest(total, uphill, downhill)
 
 
@@ -357,14 +395,47 @@ def _label(gain: float, loss: float, distance_m: float, params: ClassifyParams) 
     return Terrain.FLAT
 
 
+def _km(metres: float) -> str:
+    """A distance for a reason line: 11.1 km, 180 km."""
+    km = metres / 1000.0
+    return f"{km:.0f}" if km >= 100 else f"{km:.1f}"
+
+
+def _per_km(value: float, threshold: float) -> str:
+    # One decimal near the threshold, so that "15 m/km < 15" never appears.
+    return f"{value:.1f}" if abs(value - threshold) < 1.0 else f"{value:.0f}"
+
+
+def _reason(
+    label: Terrain, gain: float, loss: float, distance_m: float, params: ClassifyParams, over: str
+) -> str:
+    """The one line that says why `_label` gave `label` ("412 m up over 11.1 km = ...")."""
+    km = distance_m / 1000.0
+    h = params.hilly_m_per_km
+    if label is Terrain.DOWNHILL:
+        per = loss / km
+        return (
+            f"{loss:.0f} m down over {over} = {_per_km(per, h)} m/km >= {h:g} "
+            f"and >= {params.downhill_ratio:g} x {gain:.0f} m up: downhill"
+        )
+    if label is Terrain.UPHILL:
+        per = gain / km
+        return f"{gain:.0f} m up over {over} = {_per_km(per, h)} m/km >= {h:g}: uphill"
+    per = max(gain, loss) / km
+    return f"{gain:.0f} m up, {loss:.0f} m down over {over} = {_per_km(per, h)} m/km < {h:g}: flat"
+
+
 def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) -> Classification:
     """Label a run from its profile when it has a usable one, else from its summary.
 
     Reported totals (device or API) are preferred for gain and loss; the profile gives the
-    uphill/downhill/flat split and what the totals lack. A summary-only point-to-point run
-    without a loss figure is decided from its elevation range when the bounds settle the
-    label, else it is `unknown` with `needs_profile=True`. Raises nothing: bad figures
-    (NaN, negative) are treated as missing.
+    uphill/downhill/flat split and what the totals lack. Gain and loss from the profile
+    alone count per km of the distance the profile covers; under MIN_COVERAGE of the
+    activity's distance the label is `unknown`. A summary-only point-to-point run without a
+    loss figure is decided from its elevation range when the bounds settle the label, else
+    it is `unknown` with `needs_profile=True`. Every result carries its one-line `reason`
+    and `elevation_source`. Raises nothing: bad figures (NaN, negative) are treated as
+    missing.
     """
     inputs: dict[str, Any] = {
         "method": "summary",
@@ -383,11 +454,14 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
     if not distance and usable is not None:
         distance = float(usable.distance_m)
     distance = distance or 0.0
+    totals_source = "summary" if summary.totals_from == "summary" else "device"
 
     def result(
         label: Terrain,
         gain: float | None,
         loss: float | None,
+        reason: str,
+        source: str,
         parts: tuple[float, float, float] = (0.0, 0.0, 0.0),
         needs_profile: bool = False,
     ) -> Classification:
@@ -402,8 +476,11 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
             version=CLASSIFIER_VERSION,
             inputs=inputs,
             needs_profile=needs_profile,
+            reason=reason,
+            elevation_source=source,
         )
 
+    reported_source = totals_source if (reported_gain, reported_loss) != (None, None) else "none"
     if summary.indoor or summary.sport in INDOOR_SPORTS:
         if (
             reported_gain is not None
@@ -412,25 +489,58 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
         ):
             # An inclined treadmill is real hill work (DESIGN.md section 4).
             inputs.update(reason="indoor with reported ascent", gain_from="reported")
-            return result(Terrain.UPHILL, reported_gain, reported_loss)
+            per_km = reported_gain / (distance / 1000.0)
+            return result(
+                Terrain.UPHILL,
+                reported_gain,
+                reported_loss,
+                f"indoor run with {reported_gain:.0f} m of reported ascent over "
+                f"{distance / 1000:.1f} km = {per_km:.0f} m/km >= "
+                f"{params.hilly_m_per_km:g}: uphill (an inclined treadmill)",
+                reported_source,
+            )
         inputs["reason"] = "indoor"
-        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+        noun = "run" if summary.sport in RUN_SPORTS else "activity"
+        return result(
+            Terrain.UNKNOWN,
+            reported_gain,
+            reported_loss,
+            f"indoor {noun}: no terrain",
+            reported_source,
+        )
     if distance <= 0.0:
         inputs["reason"] = "no distance"
-        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+        return result(
+            Terrain.UNKNOWN, reported_gain, reported_loss, "no distance: unknown", reported_source
+        )
     if distance < MIN_RUN_M:
         # A watch started and stopped, or a file cut off after a few samples: per-km
         # figures over a few metres are noise, and such a run must not count as flat.
         inputs["reason"] = "too short"
-        return result(Terrain.UNKNOWN, reported_gain, reported_loss)
+        return result(
+            Terrain.UNKNOWN,
+            reported_gain,
+            reported_loss,
+            f"{distance:.0f} m is too short to tell: unknown",
+            reported_source,
+        )
 
     if usable is not None:
-        return _classify_profile(usable, distance, reported_gain, reported_loss, params, inputs)
+        return _classify_profile(
+            usable, distance, reported_gain, reported_loss, params, inputs, totals_source
+        )
 
     if reported_gain is None and reported_loss is None:
         inputs["reason"] = "no elevation"
         # A profile that was there held only zeros: fetching it again would not help.
-        return result(Terrain.UNKNOWN, None, None, needs_profile=profile is None)
+        return result(
+            Terrain.UNKNOWN,
+            None,
+            None,
+            "no elevation recorded: unknown",
+            "none",
+            needs_profile=profile is None,
+        )
 
     loop = is_loop(summary.start_latlng, summary.end_latlng)
     gain, loss = reported_gain, reported_loss
@@ -443,8 +553,12 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
             gain, inputs["gain_from"] = loss, "loop"
         if loss is None:
             loss, inputs["loss_from"] = gain, "loop"
+    over = f"{_km(distance)} km"
     if gain is not None and loss is not None:
-        return result(_label(gain, loss, distance, params), gain, loss)
+        label = _label(gain, loss, distance, params)
+        return result(
+            label, gain, loss, _reason(label, gain, loss, distance, params, over), totals_source
+        )
 
     # Point-to-point (or unknown ends) with one figure: loss - gain == start - end and
     # |start - end| <= range, which may already settle the label.
@@ -458,27 +572,47 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
             last = _label(gain, hi, distance, params)
             inputs["loss_from"] = "range"
             inputs["loss_min_m"], inputs["loss_max_m"] = lo, hi
+            bounds = f"{gain:.0f} m up, {lo:.0f}-{hi:.0f} m down"
         else:
             assert loss is not None
             first = _label(lo, loss, distance, params)
             last = _label(hi, loss, distance, params)
             inputs["gain_from"] = "range"
             inputs["gain_min_m"], inputs["gain_max_m"] = lo, hi
+            bounds = f"{lo:.0f}-{hi:.0f} m up, {loss:.0f} m down"
         # Along either line the label is monotone, so equal ends settle the whole interval.
         if first == last:
-            return result(first, gain, loss)
+            return result(
+                first,
+                gain,
+                loss,
+                f"{bounds} (from the elevation range) over {over}: {first}",
+                totals_source,
+            )
     inputs["reason"] = "point-to-point without loss"
-    return result(Terrain.UNKNOWN, gain, loss, needs_profile=True)
+    figure = f"{gain:.0f} m up" if gain is not None else f"{loss or 0.0:.0f} m down"
+    return result(
+        Terrain.UNKNOWN,
+        gain,
+        loss,
+        f"{figure} over {over}, point to point without the other figure: unknown",
+        totals_source,
+        needs_profile=True,
+    )
 
 
 def _usable_profile(profile: Profile | None) -> Profile | None:
-    """The profile when it holds a real elevation along some distance, else None."""
+    """The profile when it holds a real elevation along some distance, else None.
+
+    NaN altitudes (uncovered distance) are allowed; at least two must be finite.
+    """
     if profile is None:
         return None
     z = np.asarray(profile.altitude_m, dtype=np.float64)
-    if z.size == 0 or not (profile.distance_m > 0.0) or not np.isfinite(z).all():
+    if z.size == 0 or not (profile.distance_m > 0.0):
         return None
-    if not z.any():
+    finite = z[np.isfinite(z)]
+    if finite.size < 2 or not finite.any():
         return None
     return profile
 
@@ -490,12 +624,16 @@ def _classify_profile(
     reported_loss: float | None,
     params: ClassifyParams,
     inputs: dict[str, Any],
+    totals_source: str,
 ) -> Classification:
     """The profile path of `classify` (the profile is usable, the run outdoors)."""
     z = smooth(profile)
     p_gain, p_loss = gain_loss(z, params.hysteresis_m)
-    net = float(z[-1] - z[0])
+    zf = z[np.isfinite(z)]
+    net = float(zf[-1] - zf[0])
     gain, loss = p_gain, p_loss
+    covered = min(profile.covered_m(), distance)
+    coverage = covered / distance if distance > 0 else 0.0
     inputs.update(
         method="profile",
         split="profile",
@@ -503,6 +641,7 @@ def _classify_profile(
         loss_from="profile",
         profile_gain_m=p_gain,
         profile_loss_m=p_loss,
+        covered_m=covered,
     )
     # With one reported total, the other follows from it and the profile's net change
     # (loss - gain == start - end), keeping both on the reported scale.
@@ -516,14 +655,44 @@ def _classify_profile(
         if reported_gain is None:
             derived = reported_loss + net
             gain = derived if derived >= 0.0 else p_gain
-    up, down, _ = split(profile, z, params.grade_pct)
-    scale = distance / float(profile.distance_m)
+    reported = reported_gain is not None or reported_loss is not None
+    up, down, flat = split(profile, z, params.grade_pct)
+    measured = up + down + flat
+    scale = distance / measured if measured > 0 else 0.0
     # Rounding of the scale must not let the parts exceed the distance.
     up = min(up * scale, distance)
     down = min(down * scale, distance - up)
     parts = (up, down, _rest(distance, up, down))
+    source = totals_source if reported else "profile"
+    if reported:
+        # The device's totals cover the whole activity, whatever the track covers.
+        per_distance = distance
+        over = f"{_km(distance)} km"
+    elif coverage < MIN_COVERAGE:
+        inputs["reason"] = "coverage"
+        return Classification(
+            label=Terrain.UNKNOWN,
+            distance_m=distance,
+            elevation_gain_m=gain,
+            elevation_loss_m=loss,
+            uphill_m=0.0,
+            downhill_m=0.0,
+            flat_m=0.0,
+            version=CLASSIFIER_VERSION,
+            inputs=inputs,
+            reason=f"elevation covers {_km(covered)} of {_km(distance)} km: unknown",
+            elevation_source=source,
+        )
+    else:
+        per_distance = covered
+        over = (
+            f"{_km(distance)} km"
+            if coverage > 0.995
+            else f"the {_km(covered)} of {_km(distance)} km with elevation"
+        )
+    label = _label(gain, loss, per_distance, params)
     return Classification(
-        label=_label(gain, loss, distance, params),
+        label=label,
         distance_m=distance,
         elevation_gain_m=gain,
         elevation_loss_m=loss,
@@ -532,6 +701,8 @@ def _classify_profile(
         flat_m=parts[2],
         version=CLASSIFIER_VERSION,
         inputs=inputs,
+        reason=_reason(label, gain, loss, per_distance, params, over),
+        elevation_source=source,
     )
 
 

@@ -159,25 +159,28 @@ def safe_url(url: str) -> str:
 
 def cmd_classify(app: App) -> int:
     from hillsync.errors import BadActivity
-    from hillsync.sources.fileformats import read_activity
+    from hillsync.sources.fileformats import read_activities
     from hillsync.worker import classify_activity
 
     params = app.settings.classify
+    untyped = app.settings.sync.untyped
     rows: list[dict[str, Any]] = []
     failed = False
     for name in app.args.files:
         path = Path(name)
         try:
-            activity = read_activity(path)
-            _profile, result = classify_activity(activity, params)
-            row = classify_row(name, activity.sport, result)
-            damaged = (activity.raw or {}).get("damaged")
-            if damaged:
-                row["warning"] = f"{damaged}: classified from what precedes the damage"
-            rows.append(row)
+            activities = read_activities(path, untyped=untyped)
         except BadActivity as exc:
             failed = True
             rows.append(classify_error_row(name, str(exc)))
+            continue
+        for activity in activities:
+            _profile, result = classify_activity(activity, params)
+            row = classify_row(name, activity.sport, result)
+            if activity.part is not None:
+                row["part"] = activity.part
+            row["warning"] = activity.warning
+            rows.append(row)
     if app.args.json:
         app.print_json(rows)
     else:
@@ -197,6 +200,8 @@ def classify_row(name: str, sport: str, c: Classification) -> dict[str, Any]:
         "downhill_m": rounded(c.downhill_m),
         "flat_m": rounded(c.flat_m),
         "error": None,
+        "elevation_source": c.elevation_source,
+        "reason": c.reason,
         "warning": None,
     }
 
@@ -213,6 +218,8 @@ def classify_error_row(name: str, reason: str) -> dict[str, Any]:
         "downhill_m": None,
         "flat_m": None,
         "error": reason,
+        "elevation_source": None,
+        "reason": None,
         "warning": None,
     }
 

@@ -20,8 +20,14 @@ FloatArray = npt.NDArray[np.float64]
 RUN_SPORTS: tuple[str, ...] = ("run", "trail_run", "track_run", "treadmill", "virtual_run")
 #: Sports whose elevation is meaningless (no terrain under the feet).
 INDOOR_SPORTS: frozenset[str] = frozenset({"treadmill", "virtual_run"})
+#: The sport of a file that does not state one and whose movement cannot be told apart
+#: (section 4): never counted as a run.
+UNKNOWN_SPORT = "unknown"
 #: Other sports a source may report; anything else is "other".
-OTHER_SPORTS: tuple[str, ...] = ("ride", "swim", "walk", "hike", "other")
+OTHER_SPORTS: tuple[str, ...] = ("ride", "swim", "walk", "hike", "other", UNKNOWN_SPORT)
+#: Where a label's gain and loss came from (`elevation_source` in the JSON outputs):
+#: the device's own totals, the recorded profile, an API summary, or nothing.
+ELEVATION_SOURCES: tuple[str, ...] = ("device", "profile", "summary", "none")
 
 #: Resolution of a stored profile: one altitude every PROFILE_STEP_M metres of distance.
 PROFILE_STEP_M = 10.0
@@ -72,7 +78,9 @@ class Profile:
     """A cleaned elevation profile: altitude every `step_m` metres along the route.
 
     `altitude_m[i]` is the altitude at distance `i * step_m`; the last sample may be closer
-    than `step_m` to the one before, at `distance_m`. This is what the store keeps, so that
+    than `step_m` to the one before, at `distance_m`. A NaN altitude marks distance the
+    recording covered without elevation (a gap of the altimeter, a track shorter than the
+    activity), so that coverage survives storage. This is what the store keeps, so that
     reclassification needs neither the file nor the API.
     """
 
@@ -87,6 +95,15 @@ class Profile:
         if n:
             d[-1] = self.distance_m
         return d
+
+    def covered_m(self) -> float:
+        """Metres of the profile between two samples that both have an altitude."""
+        z = self.altitude_m
+        if z.shape[0] < 2:
+            return 0.0
+        ok = np.isfinite(z)
+        lengths = np.diff(self.distances())
+        return float(lengths[ok[1:] & ok[:-1]].sum())
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,11 @@ class Activity:
     raw: Mapping[str, Any] | None = None
     #: Where the elevation comes from, best first: "file" > "garmin" > "strava".
     elevation_source: str = "file"
+    #: The activity's number within a file holding several (TCX `<Activity>` elements),
+    #: from 1; None for a file holding one.
+    part: int | None = None
+    #: Set when the file was damaged and what precedes the damage was kept.
+    warning: str | None = None
 
     @property
     def is_run(self) -> bool:
@@ -190,6 +212,9 @@ class Summary:
     start_latlng: tuple[float, float] | None = None
     end_latlng: tuple[float, float] | None = None
     indoor: bool = False
+    #: Where `reported_gain_m`/`reported_loss_m` come from: "device" (the recording
+    #: device's own totals, in the file) or "summary" (an API's activity summary).
+    totals_from: str = "device"
 
 
 @dataclass(frozen=True)
@@ -226,6 +251,10 @@ class Classification:
     needs_profile: bool = False
     #: The hill-repeat session found in the run's profile (hillsync.hills), if any.
     hill_repeats: HillRepeats | None = None
+    #: One line saying why this label ("412 m up over 11.1 km = 37 m/km >= 15: uphill").
+    reason: str = ""
+    #: Where gain and loss came from: one of ELEVATION_SOURCES.
+    elevation_source: str = "none"
 
 
 class GoalProfile(enum.StrEnum):

@@ -87,6 +87,8 @@ def summary_of(activity: Activity) -> Summary:
         start_latlng=activity.start_latlng,
         end_latlng=activity.end_latlng,
         indoor=activity.indoor,
+        # A file's totals are the recording device's own; an API's are its summary's.
+        totals_from="device" if activity.elevation_source == "file" else "summary",
     )
 
 
@@ -231,7 +233,13 @@ class Worker:
             kind="folder",
             athlete=athlete.name,
             poll_minutes=poll,
-            build=lambda: FolderSource(full, path, clock=self.clock, batch_size=FOLDER_BATCH),
+            build=lambda: FolderSource(
+                full,
+                path,
+                clock=self.clock,
+                batch_size=FOLDER_BATCH,
+                untyped=self.settings.sync.untyped,
+            ),
         )
 
     def _strava_spec(self, athlete: str) -> SourceSpec:

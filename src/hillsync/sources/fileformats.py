@@ -1,13 +1,17 @@
 """Readers of activity files: FIT (fitdecode), GPX and TCX (lxml), and their .gz forms.
 
-Every reader turns one file into one `Activity` or raises `BadActivity` with a one-line
-reason: a damaged file never shows a traceback and never stops the files beside it.
-What a damaged FIT file held before the damage is kept, since devices that crash or run
-out of battery leave exactly such files behind.
+Every reader turns one file into its activities (a TCX may hold several) or raises
+`BadActivity` with a one-line reason: a damaged file never shows a traceback and never stops
+the files beside it. What a damaged file held before the damage is kept, with a `warning`,
+alike for every format: devices that crash or run out of battery, and copies still being
+written, leave exactly such files behind. FIT files are read with their CRCs checked, so a
+flipped bit is never stored as silently different figures. GPX and TCX are parsed
+incrementally: a long track never sits in memory as an XML tree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -15,11 +19,12 @@ import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fitdecode
 import numpy as np
@@ -27,9 +32,17 @@ import numpy.typing as npt
 from lxml import etree
 
 from hillsync.errors import BadActivity
-from hillsync.model import RUN_SPORTS, Activity, Track
+from hillsync.model import RUN_SPORTS, UNKNOWN_SPORT, Activity, Track
+from hillsync.sources.sport import Movement, infer_sport
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class _Readable(Protocol):
+    """A binary stream (an open file, a GzipFile, a BytesIO)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
 
 #: Extensions read, with or without a trailing ".gz".
 ACTIVITY_SUFFIXES: tuple[str, ...] = (".fit", ".gpx", ".tcx")
@@ -42,6 +55,30 @@ _FIT_DATETIME_MIN = 0x10000000  # below this a FIT timestamp counts from device 
 _SEMICIRCLE_DEG = 180.0 / 2**31
 _RECORD_MESG = 20
 _SESSION_MESG = 18
+_LENGTH_MESG = 101
+#: A step between two records longer than this in metres, and faster than
+#: _MAX_RECORD_MPS, is damage (a flipped bit, a device bug), not movement.
+_MAX_RECORD_JUMP_M = 1000.0
+_MAX_RECORD_MPS = 100.0
+#: FIT file types (file_id.type) that are not activities, as a runner would call them.
+_FIT_NOT_ACTIVITY: Mapping[str, str] = {
+    "course": "a course (planned route), not an activity",
+    "workout": "a workout (planned training), not an activity",
+    "settings": "device settings, not an activity",
+    "device": "a device description, not an activity",
+    "sport": "sport settings, not an activity",
+    "schedules": "a training schedule, not an activity",
+    "totals": "lifetime totals, not an activity",
+    "goals": "training goals, not an activity",
+    "weight": "weight measurements, not an activity",
+    "blood_pressure": "blood pressure measurements, not an activity",
+    "monitoring_a": "daily monitoring data, not an activity",
+    "monitoring_b": "daily monitoring data, not an activity",
+    "monitoring_daily": "daily monitoring data, not an activity",
+    "activity_summary": "an activity summary without records, not an activity",
+    "segment": "a segment (planned route), not an activity",
+    "segment_list": "a segment list, not an activity",
+}
 
 # Raised by fitdecode (and the struct/decoding code under it) on damaged input.
 _FIT_ERRORS = (
@@ -85,55 +122,123 @@ _SPORT_NAMES: Mapping[str, str] = {
     "biking": "ride",
     "road_biking": "ride",
     "mountain_biking": "ride",
+    "mountainbikeride": "ride",
     "gravel_cycling": "ride",
+    "gravelride": "ride",
     "indoor_cycling": "ride",
     "virtual_ride": "ride",
     "virtualride": "ride",
     "e_bike_ride": "ride",
     "e_biking": "ride",
     "ebikeride": "ride",
+    "emountainbikeride": "ride",
+    "velomobile": "ride",
+    "handcycle": "ride",
     "swim": "swim",
     "swimming": "swim",
     "lap_swimming": "swim",
     "open_water_swimming": "swim",
     "walk": "walk",
     "walking": "walk",
+    "casual_walking": "walk",
+    "speed_walking": "walk",
     "hike": "hike",
     "hiking": "hike",
-    "transition": "other",
-    "workout": "other",
-    "training": "other",
-    "weight_training": "other",
-    "strength_training": "other",
-    "fitness_equipment": "other",
-    "yoga": "other",
-    "rowing": "other",
-    "elliptical": "other",
-    "alpine_ski": "other",
-    "alpine_skiing": "other",
-    "nordic_ski": "other",
-    "cross_country_skiing": "other",
-    "backcountry_ski": "other",
 }
-#: Strava's numeric GPX <type> codes (its old activity type enumeration).
-_STRAVA_TYPE_CODES: Mapping[str, str] = {"1": "ride", "4": "hike", "9": "run", "10": "walk"}
+#: What a file writes when it does not say: not a sport.
+_UNTYPED_NAMES = frozenset({"", "other", "generic", "unknown", "none", "all", "uncategorized"})
+#: Strava's numeric GPX <type> codes (its legacy activity type enumeration, in the order
+#: the types were introduced). Code 17 (VirtualRide) was once read as a run.
+_STRAVA_TYPE_CODES: Mapping[str, str] = {
+    "1": "ride",  # Ride
+    "2": "other",  # AlpineSki
+    "3": "other",  # BackcountrySki
+    "4": "hike",  # Hike
+    "5": "other",  # IceSkate
+    "6": "other",  # InlineSkate
+    "7": "other",  # NordicSki
+    "8": "other",  # RollerSki
+    "9": "run",  # Run
+    "10": "walk",  # Walk
+    "11": "other",  # Workout
+    "12": "other",  # Snowboard
+    "13": "other",  # Snowshoe
+    "14": "other",  # Kitesurf
+    "15": "other",  # Windsurf
+    "16": "swim",  # Swim
+    "17": "ride",  # VirtualRide
+    "18": "ride",  # EBikeRide
+    "19": "ride",  # Velomobile
+    "21": "other",  # Canoeing
+    "22": "other",  # Kayaking
+    "23": "other",  # Rowing
+    "24": "other",  # StandUpPaddling
+    "25": "other",  # Surfing
+    "26": "other",  # Crossfit
+    "27": "other",  # Elliptical
+    "28": "other",  # RockClimbing
+    "29": "other",  # StairStepper
+    "30": "other",  # WeightTraining
+    "31": "other",  # Yoga
+    "51": "ride",  # Handcycle
+    "52": "other",  # Wheelchair
+    "53": "virtual_run",  # VirtualRun
+}
 _INDOOR_SPORTS = frozenset({"treadmill", "virtual_run"})
 _FIT_INDOOR_SUB_SPORTS = frozenset(
     {"treadmill", "indoor_cycling", "spin", "virtual_activity", "indoor_running", "trainer"}
 )
+#: What `[sync] untyped` may say: infer the sport from the movement, or take it as a run.
+UNTYPED_CHOICES: tuple[str, ...] = ("infer", "run")
+
+
+def _sport_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _stated_sport(name: str | None) -> str | None:
+    """hillsync's sport for a name a file states; None when the name states no sport.
+
+    A name hillsync does not know is still a stated sport: it is "other", never a run.
+    """
+    if name is None:
+        return None
+    key = _sport_key(name)
+    if key in _UNTYPED_NAMES:
+        return None
+    if key in _STRAVA_TYPE_CODES:
+        return _STRAVA_TYPE_CODES[key]
+    if key in _SPORT_NAMES:
+        return _SPORT_NAMES[key]
+    if key.replace("_", "") in _SPORT_NAMES:
+        return _SPORT_NAMES[key.replace("_", "")]
+    return "other"
 
 
 def map_sport(name: str | None) -> str:
-    """Map a file's or export's sport name onto hillsync's; unknown or missing means "run".
+    """Map a file's or export's sport name onto hillsync's.
 
-    A runner's folder is where runs land, so a sport hillsync does not know is taken as a run.
+    A missing or non-committal name ("Other", "generic") is `unknown`; a name hillsync does
+    not know is "other". Neither is ever a run.
     """
-    if name is None:
+    stated = _stated_sport(name)
+    return UNKNOWN_SPORT if stated is None else stated
+
+
+def _resolve_sport(
+    stated: str | None, movement: Movement, untyped: str, raw: dict[str, Any]
+) -> str:
+    """The stated sport, else `untyped`'s rule: "run", or inferred from the movement."""
+    if stated is not None:
+        raw["sport_from"] = "file"
+        return stated
+    if untyped == "run":
+        raw["sport_from"] = "untyped = run"
         return "run"
-    key = name.strip().lower().replace(" ", "_").replace("-", "_")
-    if key in _STRAVA_TYPE_CODES:
-        return _STRAVA_TYPE_CODES[key]
-    return _SPORT_NAMES.get(key, "run")
+    inferred = infer_sport(movement)
+    raw["sport_from"] = "inferred"
+    raw["sport_why"] = inferred.why
+    return inferred.sport
 
 
 def describe_file_error(exc: BaseException) -> str:
@@ -159,40 +264,98 @@ def is_activity_file(name: str) -> bool:
     return lower.endswith(ACTIVITY_SUFFIXES)
 
 
-def read_activity(path: Path, *, source: str = "file", source_id: str | None = None) -> Activity:
-    """Read one FIT/GPX/TCX file (or .fit.gz/.gpx.gz/.tcx.gz).
+def read_activities(
+    path: Path, *, source: str = "file", source_id: str | None = None, untyped: str = "infer"
+) -> list[Activity]:
+    """Every activity of one FIT/GPX/TCX file (or .fit.gz/.gpx.gz/.tcx.gz).
 
-    Raises BadActivity with a one-line reason when the file cannot be read or holds no
-    activity (also for a missing or unreadable file).
+    GPX and TCX are read as a stream from the file. A file holding several activities
+    (separate TCX <Activity> elements) gives one each, numbered by `part`, with source ids
+    `<source_id>#<part>`. `untyped` says what a file that does not state its sport is:
+    "infer" (from how it moved) or "run". Raises BadActivity with a one-line reason when
+    the file cannot be read or holds no activity (also for a missing or unreadable file).
     """
     if not is_activity_file(path.name):
         raise BadActivity("unknown file type (expected .fit, .gpx or .tcx)")
+    sid = source_id if source_id is not None else str(path)
+    lower = path.name.lower()
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        st = path.stat()
+        if st.st_size > MAX_FILE_BYTES:
             raise BadActivity("file too large")
-        data = path.read_bytes()
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        if st.st_size == 0:
+            raise BadActivity("empty file")
+        mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+        if lower.endswith((".fit", ".fit.gz")):
+            return read_activities_bytes(
+                path.read_bytes(), path.name, source=source, source_id=sid, untyped=untyped
+            )
+        with path.open("rb") as fh:
+            if lower.endswith(".gz"):
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    return _read_xml(
+                        gz, lower[:-3], source=source, source_id=sid, fallback_time=mtime,
+                        untyped=untyped,
+                    )  # fmt: skip
+            return _read_xml(
+                fh, lower, source=source, source_id=sid, fallback_time=mtime, untyped=untyped
+            )
     except OSError as exc:
         raise BadActivity(describe_file_error(exc)) from exc
-    return read_activity_bytes(
-        data,
-        path.name,
-        source=source,
-        source_id=source_id if source_id is not None else str(path),
-        fallback_time=mtime,
-    )
+    except (EOFError, zlib.error) as exc:
+        raise BadActivity(
+            "truncated gzip" if isinstance(exc, EOFError) else "corrupt gzip"
+        ) from exc
 
 
-def read_activity_bytes(
+def read_activity(
+    path: Path, *, source: str = "file", source_id: str | None = None, untyped: str = "infer"
+) -> Activity:
+    """The first (usually only) activity of a file; see `read_activities`.
+
+    Raises BadActivity with a one-line reason.
+    """
+    return read_activities(path, source=source, source_id=source_id, untyped=untyped)[0]
+
+
+def _read_xml(
+    fh: _Readable,
+    lower: str,
+    *,
+    source: str,
+    source_id: str,
+    fallback_time: datetime | None,
+    untyped: str,
+) -> list[Activity]:
+    """Raises BadActivity (also for gzip damage met while streaming)."""
+    kind = "GPX" if lower.endswith(".gpx") else "TCX"
+    try:
+        if kind == "GPX":
+            return _read_gpx(
+                fh, source=source, source_id=source_id, fallback_time=fallback_time,
+                untyped=untyped,
+            )  # fmt: skip
+        return _read_tcx(fh, source=source, source_id=source_id, untyped=untyped)
+    except gzip.BadGzipFile as exc:
+        raise BadActivity("not a gzip file") from exc
+    except EOFError as exc:
+        raise BadActivity("truncated gzip") from exc
+    except zlib.error as exc:
+        raise BadActivity("corrupt gzip") from exc
+    except _DAMAGE_ERRORS as exc:
+        raise BadActivity(f"damaged {kind} file ({type(exc).__name__})") from exc
+
+
+def read_activities_bytes(
     data: bytes,
     filename: str,
     *,
     source: str = "file",
     source_id: str | None = None,
     fallback_time: datetime | None = None,
-) -> Activity:
-    """Read one activity from the bytes of a file; the filename's extension selects the format.
+    untyped: str = "infer",
+) -> list[Activity]:
+    """Every activity in the bytes of a file; the filename's extension selects the format.
 
     `fallback_time` is the start time of a file that records no time at all (a GPX route
     drawn by hand); without it such a file gets the current time. Raises BadActivity with
@@ -205,19 +368,38 @@ def read_activity_bytes(
     sid = source_id if source_id is not None else filename
     if not data:
         raise BadActivity("empty file")
+    if lower.endswith((".gpx", ".tcx")):
+        return _read_xml(
+            io.BytesIO(data), lower, source=source, source_id=sid, fallback_time=fallback_time,
+            untyped=untyped,
+        )  # fmt: skip
     try:
         if lower.endswith(".fit"):
-            return _read_fit(data, source=source, source_id=sid)
-        if lower.endswith(".gpx"):
-            return _read_gpx(data, source=source, source_id=sid, fallback_time=fallback_time)
-        if lower.endswith(".tcx"):
-            return _read_tcx(data, source=source, source_id=sid)
+            return [_read_fit(data, source=source, source_id=sid, untyped=untyped)]
     except _DAMAGE_ERRORS as exc:
         # Damaged bytes can surface anywhere past the decoder (a field of the wrong type, an
         # empty array where one was promised): whatever the path, it is this file's fault.
-        kind = lower.rsplit(".", 1)[-1].upper()
-        raise BadActivity(f"damaged {kind} file ({type(exc).__name__})") from exc
+        raise BadActivity(f"damaged FIT file ({type(exc).__name__})") from exc
     raise BadActivity("unknown file type (expected .fit, .gpx or .tcx)")
+
+
+def read_activity_bytes(
+    data: bytes,
+    filename: str,
+    *,
+    source: str = "file",
+    source_id: str | None = None,
+    fallback_time: datetime | None = None,
+    untyped: str = "infer",
+) -> Activity:
+    """The first (usually only) activity in a file's bytes; see `read_activities_bytes`.
+
+    Raises BadActivity with a one-line reason.
+    """
+    return read_activities_bytes(
+        data, filename, source=source, source_id=source_id, fallback_time=fallback_time,
+        untyped=untyped,
+    )[0]  # fmt: skip
 
 
 def activity_members(zf: zipfile.ZipFile) -> list[str]:
@@ -230,9 +412,14 @@ def activity_members(zf: zipfile.ZipFile) -> list[str]:
 
 
 def read_zip_member(
-    zf: zipfile.ZipFile, member: str, *, source: str = "file", source_id: str | None = None
-) -> Activity:
-    """Read one activity file held in a zip (a Garmin export or download).
+    zf: zipfile.ZipFile,
+    member: str,
+    *,
+    source: str = "file",
+    source_id: str | None = None,
+    untyped: str = "infer",
+) -> list[Activity]:
+    """The activities of one activity file held in a zip (a Garmin export or download).
 
     Raises BadActivity when the member is missing, too large, damaged or not an activity.
     """
@@ -247,12 +434,13 @@ def read_zip_member(
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
         raise BadActivity("damaged zip member") from exc
     fallback = datetime(*info.date_time, tzinfo=UTC) if info.date_time[0] >= 1980 else None
-    return read_activity_bytes(
+    return read_activities_bytes(
         data,
         member,
         source=source,
         source_id=source_id if source_id is not None else member,
         fallback_time=fallback,
+        untyped=untyped,
     )
 
 
@@ -268,7 +456,7 @@ def read_activity_zip(
             members = activity_members(zf)
             if not members:
                 raise BadActivity("zip holds no FIT, GPX or TCX file")
-            return read_zip_member(zf, members[0], source=source, source_id=source_id)
+            return read_zip_member(zf, members[0], source=source, source_id=source_id)[0]
     except zipfile.BadZipFile as exc:
         raise BadActivity("not a zip file") from exc
 
@@ -354,21 +542,34 @@ class _Session:
         return value if isinstance(value, str) else None
 
     @property
-    def hillsync_sport(self) -> str:
+    def hillsync_sport(self) -> str | None:
         return _fit_sport(self.sport, self.sub_sport)
 
+    @property
+    def is_running_leg(self) -> bool:
+        """A leg that states running (not generic, not a transition)."""
+        return self.sport == "running" or (
+            self.sport is not None and _stated_sport(self.sport) in RUN_SPORTS
+        )
 
-def _fit_sport(sport: str | None, sub_sport: str | None) -> str:
-    if sport in ("running", None, "generic") or map_sport(sport) == "run":
-        sub = {
-            "trail": "trail_run",
-            "treadmill": "treadmill",
-            "indoor_running": "treadmill",
-            "track": "track_run",
-            "virtual_activity": "virtual_run",
-        }
-        return sub.get(sub_sport or "", "run")
-    return map_sport(sport)
+
+_FIT_RUN_SUB_SPORTS: Mapping[str, str] = {
+    "trail": "trail_run",
+    "treadmill": "treadmill",
+    "indoor_running": "treadmill",
+    "track": "track_run",
+    "virtual_activity": "virtual_run",
+}
+
+
+def _fit_sport(sport: str | None, sub_sport: str | None) -> str | None:
+    """hillsync's sport for a FIT sport/sub_sport; None when the file does not say."""
+    if sport in (None, "generic"):
+        # A generic sport with a running sub_sport still says what it is.
+        return _FIT_RUN_SUB_SPORTS.get(sub_sport or "")
+    if sport == "running" or _stated_sport(sport) == "run":
+        return _FIT_RUN_SUB_SPORTS.get(sub_sport or "", "run")
+    return _stated_sport(sport) or "other"
 
 
 _SESSION_FIELDS = (
@@ -385,6 +586,7 @@ _SESSION_FIELDS = (
     "start_position_long",
     "end_position_lat",
     "end_position_long",
+    "pool_length",
 )
 _RECORD_FIELDS = (
     "timestamp",
@@ -395,6 +597,9 @@ _RECORD_FIELDS = (
     "altitude",
     "enhanced_speed",
     "speed",
+    "cadence",
+    "stance_time",
+    "vertical_oscillation",
 )
 
 
@@ -408,11 +613,15 @@ class _FitData:
         self.dist: list[float | None] = []
         self.alt: list[float | None] = []
         self.speed: list[float | None] = []
+        self.cad: list[float | None] = []
+        self.dynamics = False
+        self.lengths = 0
         self.sessions: list[_Session] = []
         self.sports: list[tuple[str | None, str | None]] = []
         self.file_id: dict[str, Any] = {}
         self.activity: dict[str, Any] = {}
         self.damaged: str | None = None
+        self.crc_failed = False
 
 
 def _collect_fit(data: bytes) -> _FitData:
@@ -425,10 +634,13 @@ def _collect_fit(data: bytes) -> _FitData:
     # Index of each wanted record field in a definition's field list, by definition.
     layouts: dict[int, tuple[object, tuple[int, ...]]] = {}
     ts, lat, lon, dist, alt, speed = out.ts, out.lat, out.lon, out.dist, out.alt, out.speed
+    cad = out.cad
+    data, unfinished = _finish_header(data)
     reader = fitdecode.FitReader(
         io.BytesIO(data),
         processor=None,
-        check_crc=fitdecode.CrcCheck.DISABLED,
+        # A file whose header was never finished has no CRC to check.
+        check_crc=fitdecode.CrcCheck.DISABLED if unfinished else fitdecode.CrcCheck.RAISE,
         error_handling=fitdecode.ErrorHandling.IGNORE,
     )
     data_message = fitdecode.FitDataMessage
@@ -446,7 +658,9 @@ def _collect_fit(data: bytes) -> _FitData:
                     entry = (d, idx)
                     layouts[id(d)] = entry
                 fields = frame.fields
-                i_ts, i_lat, i_lon, i_dist, i_ealt, i_alt, i_espd, i_spd = entry[1]
+                i_ts, i_lat, i_lon, i_dist, i_ealt, i_alt, i_espd, i_spd, i_cad, i_st, i_vo = entry[
+                    1
+                ]
                 ts.append(fields[i_ts].value if i_ts >= 0 else None)
                 la = fields[i_lat].value if i_lat >= 0 else None
                 lo = fields[i_lon].value if i_lon >= 0 else None
@@ -461,6 +675,14 @@ def _collect_fit(data: bytes) -> _FitData:
                 if s is None and i_spd >= 0:
                     s = fields[i_spd].value
                 speed.append(s)
+                cad.append(fields[i_cad].value if i_cad >= 0 else None)
+                if not out.dynamics and (
+                    (i_st >= 0 and fields[i_st].value is not None)
+                    or (i_vo >= 0 and fields[i_vo].value is not None)
+                ):
+                    out.dynamics = True
+            elif num == _LENGTH_MESG:
+                out.lengths += 1
             elif num == _SESSION_MESG:
                 values = {f.name: f.value for f in frame.fields if f.name in _SESSION_FIELDS}
                 out.sessions.append(_Session(values))
@@ -479,11 +701,35 @@ def _collect_fit(data: bytes) -> _FitData:
         out.damaged = "truncated"
     except fitdecode.FitCRCError:
         out.damaged = "crc mismatch"
+        out.crc_failed = True
     except _FIT_ERRORS as exc:
         out.damaged = f"damaged ({type(exc).__name__})"
     finally:
         reader.close()
+    if unfinished and out.damaged in (None, "truncated"):
+        out.damaged = "unfinished header"
     return out
+
+
+def _finish_header(data: bytes) -> tuple[bytes, bool]:
+    """The file with a header the device never finished completed; whether it was.
+
+    A FIT file's header says how many data bytes follow. A device that crashed or lost
+    power mid-activity leaves 0 there: everything after the header is then taken as data,
+    and the header's own CRC is cleared (0 means none). A size beyond the file's end is a
+    cut copy instead, which the reader salvages as truncated.
+    """
+    size = data[0]
+    if size not in (12, 14) or len(data) <= size:
+        return data, False
+    declared = struct.unpack_from("<I", data, 4)[0]
+    if declared != 0:
+        return data, False
+    header = bytearray(data[:size])
+    struct.pack_into("<I", header, 4, len(data) - size)
+    if size == 14:
+        header[12:14] = b"\0\0"
+    return bytes(header) + data[size:], True
 
 
 def _fit_time(value: object) -> datetime | None:
@@ -507,39 +753,81 @@ def _sum_opt(values: Iterable[object]) -> float | None:
     return float(sum(found)) if found else None
 
 
-def _read_fit(data: bytes, *, source: str, source_id: str) -> Activity:
-    """Raises BadActivity for a file that is not FIT or holds neither records nor a session."""
+def _damage_index(ts: FloatArray, dist: FloatArray) -> int | None:
+    """The first record whose distance jumps implausibly far ahead of the one before."""
+    ok = np.flatnonzero(np.isfinite(dist))
+    if ok.size < 2:
+        return None
+    step = np.diff(dist[ok])
+    dt = np.diff(ts[ok])
+    dt = np.where(np.isfinite(dt) & (dt > 1.0), dt, 1.0)
+    bad = np.flatnonzero((step > _MAX_RECORD_JUMP_M) & (step > _MAX_RECORD_MPS * dt))
+    return int(ok[bad[0] + 1]) if bad.size else None
+
+
+def _read_fit(data: bytes, *, source: str, source_id: str, untyped: str = "infer") -> Activity:
+    """Raises BadActivity for a file that is not FIT, is not an activity (a course, a
+    workout, settings, monitoring), or holds neither records nor a session."""
     if len(data) < 12 or data[8:12] != b".FIT":
         raise BadActivity("not a FIT file")
     fit = _collect_fit(data)
+    file_type = fit.file_id.get("type")
+    if isinstance(file_type, str) and file_type != "activity":
+        raise BadActivity(
+            _FIT_NOT_ACTIVITY.get(file_type, f"a FIT {file_type} file, not an activity")
+        )
+    if isinstance(file_type, int) and file_type != 4:
+        raise BadActivity(f"a FIT file of type {file_type}, not an activity")
     if not fit.ts and not fit.sessions:
         raise BadActivity("no track points or records")
 
     ts_raw = _arr(fit.ts)
     raw: dict[str, Any] = {"format": "fit"}
+    cut_at = _damage_index(ts_raw, _arr(fit.dist))
+    if cut_at is not None:
+        fit.damaged = f"implausible distance jump at record {cut_at}"
+        for column in (fit.ts, fit.lat, fit.lon, fit.dist, fit.alt, fit.speed, fit.cad):
+            del column[cut_at:]
+        ts_raw = ts_raw[:cut_at]
+        if not fit.ts:
+            raise BadActivity(f"damaged FIT file ({fit.damaged})")
+    # After a failed CRC or a cut at the damage, the device's totals may hold the flipped
+    # bit or describe records that were dropped: the records alone are measured.
+    # A failed CRC or a file unparsable past some point may hold the flipped bit in the
+    # totals themselves. A cut file keeps the totals it holds (from the parts read in
+    # full), with the warning every damaged file carries.
+    trust_totals = (
+        not fit.crc_failed and cut_at is None and not (fit.damaged or "").startswith("damaged")
+    )
     if fit.damaged:
         raw["damaged"] = fit.damaged
+    if not trust_totals:
+        raw["device_totals"] = "not used: the file is damaged"
 
     sessions = fit.sessions
-    run_sessions = [s for s in sessions if s.hillsync_sport in RUN_SPORTS]
     multisport = len(sessions) > 1 or any(
         s.sport == "multisport" or s.sub_sport == "auto_multi_sport" for s in sessions
     )
+    run_legs = [s for s in sessions if s.is_running_leg]
     chosen: list[_Session]
-    if multisport and run_sessions:
-        chosen = run_sessions
-        sport = (
-            "run"
-            if len({s.hillsync_sport for s in run_sessions}) != 1
-            else run_sessions[0].hillsync_sport
-        )
+    stated: str | None
+    if multisport and run_legs:
+        chosen = run_legs
+        kinds = {s.hillsync_sport for s in run_legs}
+        stated = "run" if len(kinds) != 1 else run_legs[0].hillsync_sport
+    elif multisport and sessions:
+        # A multisport file without a running leg is not a run, whatever its first leg.
+        chosen = [sessions[0]]
+        stated = "other"
     elif sessions:
-        chosen = [sessions[0]] if multisport else sessions
-        sport = sessions[0].hillsync_sport
+        chosen = sessions
+        stated = sessions[0].hillsync_sport
+        if stated is None and fit.sports:
+            stated = _fit_sport(*fit.sports[0])
     else:
         chosen = []
         first = fit.sports[0] if fit.sports else (None, None)
-        sport = _fit_sport(first[0], first[1])
+        stated = _fit_sport(first[0], first[1])
 
     n = len(fit.ts)
     mask = np.ones(n, dtype=bool)
@@ -589,13 +877,32 @@ def _read_fit(data: bytes, *, source: str, source_id: str) -> Activity:
     start_time, start_from = _fit_start(fit, chosen, times)
     raw["start_time_from"] = start_from
 
-    distance = _sum_opt(s.fields.get("total_distance") for s in chosen)
+    totals = chosen if trust_totals else []
+    distance = _sum_opt(s.fields.get("total_distance") for s in totals)
     if distance is None and dist.size and np.isfinite(dist).any():
         distance = float(np.nanmax(dist))
-    moving = _sum_opt(s.fields.get("total_timer_time") for s in chosen)
-    elapsed = _sum_opt(s.fields.get("total_elapsed_time") for s in chosen)
-    gain = _sum_opt(s.fields.get("total_ascent") for s in chosen)
-    loss = _sum_opt(s.fields.get("total_descent") for s in chosen)
+    moving = _sum_opt(s.fields.get("total_timer_time") for s in totals)
+    elapsed = _sum_opt(s.fields.get("total_elapsed_time") for s in totals)
+    if elapsed is None and times.size and np.isfinite(times).any():
+        elapsed = float(np.nanmax(times) - np.nanmin(times))
+    gain = _sum_opt(s.fields.get("total_ascent") for s in totals)
+    loss = _sum_opt(s.fields.get("total_descent") for s in totals)
+    cadence = _arr(fit.cad)[mask]
+    pool = fit.lengths > 0 or any(_opt_float(s.fields.get("pool_length")) for s in sessions)
+    sport = _resolve_sport(
+        stated,
+        Movement(
+            time_s=times - np.nanmin(times) if np.isfinite(times).any() else None,
+            distance_m=dist if np.isfinite(dist).any() else None,
+            altitude_m=alt,
+            cadence=cadence if np.isfinite(cadence).any() else None,
+            position_share=float(np.isfinite(lat).mean()) if lat.size else 0.0,
+            running_dynamics=fit.dynamics,
+            pool=pool,
+        ),
+        untyped,
+        raw,
+    )
 
     start_ll = end_ll = None
     if chosen:
@@ -648,6 +955,7 @@ def _read_fit(data: bytes, *, source: str, source_id: str) -> Activity:
         track=track,
         raw=json.loads(json.dumps(raw)),
         elevation_source="file",
+        warning=f"{fit.damaged}: classified from what precedes the damage" if fit.damaged else None,
     )
 
 
@@ -711,17 +1019,82 @@ def _fit_start(
 # --------------------------------------------------------------------------- XML
 
 
-def _parse_xml(data: bytes, kind: str) -> etree._Element:
-    """Raises BadActivity for bytes that are not well-formed XML."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    try:
-        # Some Garmin exports put blank lines before the XML declaration, which XML forbids.
-        root = etree.fromstring(data.lstrip(b" \t\r\n"), parser=parser)
-    except etree.XMLSyntaxError as exc:
-        raise BadActivity(f"not a {kind} file") from exc
-    if root is None:
-        raise BadActivity(f"not a {kind} file")
-    return root
+class _Points:
+    """Track samples as compact columns (8 bytes a value), appended point by point."""
+
+    def __init__(self) -> None:
+        self.lat = array("d")
+        self.lon = array("d")
+        self.ele = array("d")
+        self.dist = array("d")
+        self.time = array("d")
+        self.cad = array("d")
+        self.seg = array("q")
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def add(
+        self,
+        lat: float | None,
+        lon: float | None,
+        ele: float | None,
+        dist: float | None,
+        time: float | None,
+        cad: float | None,
+        seg: int,
+    ) -> None:
+        nan = math.nan
+        self.lat.append(nan if lat is None else lat)
+        self.lon.append(nan if lon is None else lon)
+        self.ele.append(nan if ele is None else ele)
+        self.dist.append(nan if dist is None else dist)
+        self.time.append(nan if time is None else time)
+        self.cad.append(nan if cad is None else cad)
+        self.seg.append(seg)
+
+    def column(self, name: str) -> FloatArray:
+        values: array[float] = getattr(self, name)
+        return np.frombuffer(values, dtype=np.float64).copy() if values else np.zeros(0)
+
+    def segments(self) -> npt.NDArray[np.int64]:
+        return np.frombuffer(self.seg, dtype=np.int64).copy() if self.seg else np.zeros(0, np.int64)
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with its leading blank lines skipped and a cap on the bytes read.
+
+    Some Garmin exports put blank lines before the XML declaration, which XML forbids.
+    Raises BadActivity (through the parser) past MAX_FILE_BYTES: a gzip bomb stops there.
+    """
+
+    def __init__(self, fh: _Readable) -> None:
+        super().__init__()
+        self._fh = fh
+        head = fh.read(65536)
+        self._head = head.lstrip(b" \t\r\n")
+        self._read = len(head)
+        #: The last bytes read: how the file ends tells a cut file from a damaged one.
+        self.tail = head[-64:]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        chunk = self._fh.read(len(view))
+        self._read += len(chunk)
+        if chunk:
+            self.tail = (self.tail + chunk)[-64:]
+        if self._read > MAX_FILE_BYTES:
+            raise BadActivity("file too large")
+        view[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def _local(el: etree._Element) -> str:
@@ -759,103 +1132,218 @@ def _parse_time(text: str | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def _times_to_seconds(
-    times: Sequence[datetime | None],
-) -> tuple[FloatArray | None, datetime | None]:
-    known = [t for t in times if t is not None]
-    if not known:
+def _epoch(text: str | None) -> float | None:
+    t = _parse_time(text)
+    return t.timestamp() if t is not None else None
+
+
+def _descendant_text(el: etree._Element, name: str) -> str | None:
+    """The text of the first descendant called `name` in any namespace (extensions)."""
+    for child in el.iter():
+        if _local(child) == name and child is not el:
+            return child.text.strip() if child.text else None
+    return None
+
+
+def _release(el: etree._Element) -> None:
+    """Free a processed element and the processed siblings before it (streaming)."""
+    el.clear()
+    parent = el.getparent()
+    if parent is not None:
+        while el.getprevious() is not None:
+            del parent[0]
+
+
+class _XmlEvents:
+    """(event, element) pairs of a document read incrementally.
+
+    A document cut off mid-file (a half-written or truncated file) ends the iteration
+    quietly with `cut` set: every element whose end was seen is complete. Raises
+    BadActivity for bytes that are not XML at all (nothing parsed before the error).
+    """
+
+    def __init__(self, fh: _Readable, kind: str) -> None:
+        self._stream = _Prefixed(fh)
+        self._kind = kind
+        self.cut: str | None = None
+        self.started = False
+
+    def __iter__(self) -> Iterator[tuple[str, etree._Element]]:
+        parser = etree.iterparse(
+            self._stream,
+            events=("start", "end"),
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=True,
+        )
+        try:
+            for event, el in parser:
+                self.started = True
+                yield event, el
+        except etree.XMLSyntaxError as exc:
+            if not self.started:
+                raise BadActivity(f"not a {self._kind} file") from exc
+            root = b"gpx>" if self._kind == "GPX" else b"TrainingCenterDatabase>"
+            if self._stream.tail.rstrip().endswith(root):
+                # The file ends like a whole document: the damage is inside it.
+                self.cut = f"damaged XML ({str(exc).splitlines()[0][:60]})"
+            else:
+                self.cut = "truncated"
+
+
+def _cut_warning(cut: str) -> str:
+    return f"{cut}: classified from the complete points before the damage"
+
+
+def _elapsed(time_s: FloatArray | None) -> float | None:
+    if time_s is None or not np.isfinite(time_s).any():
+        return None
+    return float(np.nanmax(time_s))
+
+
+def _relative_times(epochs: FloatArray) -> tuple[FloatArray | None, datetime | None]:
+    finite = epochs[np.isfinite(epochs)]
+    if not finite.size:
         return None, None
-    t0 = known[0]
-    return (
-        np.array(
-            [np.nan if t is None else (t - t0).total_seconds() for t in times], dtype=np.float64
-        ),
-        t0,
-    )
+    t0 = float(finite[0])
+    return epochs - t0, datetime.fromtimestamp(t0, UTC)
 
 
 def _read_gpx(
-    data: bytes, *, source: str, source_id: str, fallback_time: datetime | None
-) -> Activity:
-    """Raises BadActivity for a file that is not GPX or holds no track points."""
-    root = _parse_xml(data, "GPX")
-    if _local(root) != "gpx":
-        raise BadActivity("not a GPX file")
-    lat: list[float] = []
-    lon: list[float] = []
-    ele: list[float | None] = []
-    times: list[datetime | None] = []
-    segs: list[int] = []
-    seg_no = 0
+    fh: _Readable,
+    *,
+    source: str,
+    source_id: str,
+    fallback_time: datetime | None,
+    untyped: str,
+) -> list[Activity]:
+    """Raises BadActivity for a file that is not GPX or holds no recorded track."""
+    events = _XmlEvents(fh, "GPX")
+    pts = _Points()
+    seg_no = -1
     sport_name: str | None = None
     name: str | None = None
-    for trk in root.iter("{*}trk"):
-        if sport_name is None:
-            sport_name = _child_text(trk, "type")
-        if name is None:
-            name = _child_text(trk, "name")
-        for trkseg in trk.iter("{*}trkseg"):
-            found = False
-            for pt in trkseg.iter("{*}trkpt"):
-                la, lo = _float_text(pt.get("lat")), _float_text(pt.get("lon"))
-                if la is None or lo is None:
-                    continue
-                found = True
-                lat.append(la)
-                lon.append(lo)
-                ele.append(_float_text(_child_text(pt, "ele")))
-                times.append(_parse_time(_child_text(pt, "time")))
-                segs.append(seg_no)
-            if found:
+    creator: str | None = None
+    meta_time: datetime | None = None
+    routes = waypoints = 0
+    root_checked = False
+    for event, el in events:
+        tag = _local(el)
+        if not root_checked:
+            root_checked = True
+            if tag != "gpx":
+                raise BadActivity("not a GPX file")
+            creator = el.get("creator")
+            continue
+        if event == "start":
+            if tag == "trkseg":
                 seg_no += 1
-    if not lat:
+            continue
+        if tag == "trkpt":
+            la, lo = _float_text(el.get("lat")), _float_text(el.get("lon"))
+            if la is not None and lo is not None:
+                pts.add(
+                    la,
+                    lo,
+                    _float_text(_child_text(el, "ele")),
+                    None,
+                    _epoch(_child_text(el, "time")),
+                    _float_text(_descendant_text(el, "cad")),
+                    max(seg_no, 0),
+                )
+            _release(el)
+        elif tag in ("type", "name"):
+            parent = el.getparent()
+            if parent is not None and _local(parent) == "trk":
+                text = el.text.strip() if el.text else None
+                if tag == "type" and sport_name is None:
+                    sport_name = text
+                elif tag == "name" and name is None:
+                    name = text
+        elif tag == "time":
+            parent = el.getparent()
+            if parent is not None and _local(parent) == "metadata" and meta_time is None:
+                meta_time = _parse_time(el.text.strip() if el.text else None)
+        elif tag == "rte":
+            routes += 1
+            _release(el)
+        elif tag == "wpt":
+            waypoints += 1
+            _release(el)
+    if not root_checked:
+        raise BadActivity("not a GPX file")
+    if not len(pts):
+        if events.cut:
+            raise BadActivity(f"{events.cut} GPX file: no complete track point")
+        if routes:
+            raise BadActivity("a route (planned, not recorded), not an activity")
+        if waypoints:
+            raise BadActivity("only waypoints, not an activity")
         raise BadActivity("no track points")
-    lat_a, lon_a = np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64)
-    seg_a = np.array(segs, dtype=np.int64)
+    lat_a, lon_a = pts.column("lat"), pts.column("lon")
+    seg_a = pts.segments()
+    # Segments without points do not count: renumber the ones that hold points.
+    _, seg_a = np.unique(seg_a, return_inverse=True)
+    seg_a = seg_a.astype(np.int64)
+    segments = int(seg_a.max()) + 1 if seg_a.size else 0
     dist = _cumulative_distance(lat_a, lon_a, seg_a)
-    time_s, t0 = _times_to_seconds(times)
-    raw: dict[str, Any] = {"format": "gpx", "type": sport_name, "segments": seg_no}
-    creator = root.get("creator")
+    time_s, t0 = _relative_times(pts.column("time"))
+    ele = pts.column("ele")
+    cad = pts.column("cad")
+    raw: dict[str, Any] = {"format": "gpx", "type": sport_name, "segments": segments}
     if creator:
         raw["creator"] = creator[:100]
     start_time = t0
     raw["start_time_from"] = "track"
     if start_time is None:
-        meta_time = None
-        for meta in root.iter("{*}metadata"):
-            meta_time = _parse_time(_child_text(meta, "time"))
-            break
         if meta_time is not None:
             start_time, raw["start_time_from"] = meta_time, "metadata"
         elif fallback_time is not None:
             start_time, raw["start_time_from"] = fallback_time, "mtime"
         else:
             start_time, raw["start_time_from"] = datetime.now(UTC), "now"
-    sport = map_sport(sport_name)
-    elapsed = float(np.nanmax(time_s)) if time_s is not None and np.isfinite(time_s).any() else None
-    return Activity(
-        source=source,
-        source_id=source_id,
-        sport=sport,
-        start_time=start_time,
-        name=name,
-        distance_m=float(dist[-1]),
-        moving_time_s=_moving_time(dist, time_s),
-        elapsed_time_s=elapsed,
-        start_latlng=(lat[0], lon[0]),
-        end_latlng=(lat[-1], lon[-1]),
-        indoor=sport in _INDOOR_SPORTS,
-        track=Track(
-            altitude_m=_arr(ele),
-            distance_m=dist,
-            lat=lat_a,
-            lon=lon_a,
+    warning = None
+    if events.cut:
+        raw["damaged"] = events.cut
+        warning = _cut_warning(events.cut)
+    sport = _resolve_sport(
+        _stated_sport(sport_name),
+        Movement(
             time_s=time_s,
-            segment=seg_a if seg_no > 1 else None,
+            distance_m=dist,
+            altitude_m=ele,
+            cadence=cad if np.isfinite(cad).any() else None,
+            creator=creator,
         ),
-        raw=raw,
-        elevation_source="file",
+        untyped,
+        raw,
     )
+    return [
+        Activity(
+            source=source,
+            source_id=source_id,
+            sport=sport,
+            start_time=start_time,
+            name=name,
+            distance_m=float(dist[-1]),
+            moving_time_s=_moving_time(dist, time_s),
+            elapsed_time_s=_elapsed(time_s),
+            start_latlng=(float(lat_a[0]), float(lon_a[0])),
+            end_latlng=(float(lat_a[-1]), float(lon_a[-1])),
+            indoor=sport in _INDOOR_SPORTS,
+            track=Track(
+                altitude_m=ele,
+                distance_m=dist,
+                lat=lat_a,
+                lon=lon_a,
+                time_s=time_s,
+                segment=seg_a if segments > 1 else None,
+            ),
+            raw=raw,
+            elevation_source="file",
+            warning=warning,
+        )
+    ]
 
 
 #: Slower than this between two samples is standing (a traffic light, a photo stop).
@@ -876,70 +1364,217 @@ def _moving_time(dist: FloatArray, time_s: FloatArray | None) -> float | None:
     return total if total > 0 else None
 
 
-def _read_tcx(data: bytes, *, source: str, source_id: str) -> Activity:
-    """Raises BadActivity for a file that is not TCX or holds no track points."""
-    root = _parse_xml(data, "TCX")
-    if _local(root) != "TrainingCenterDatabase":
-        raise BadActivity("not a TCX file")
-    activity = next(iter(root.iter("{*}Activity")), None)
-    if activity is None:
-        raise BadActivity("no track points")
-    sport_attr = activity.get("Sport")
-    # TCX has only Running/Biking/Other; "Other" says nothing, so it is taken as a run.
-    sport = "ride" if sport_attr == "Biking" else "run"
-    lat: list[float | None] = []
-    lon: list[float | None] = []
-    ele: list[float | None] = []
-    dist: list[float | None] = []
-    times: list[datetime | None] = []
-    segs: list[int] = []
-    seg_no = 0
-    lap_time = lap_dist = 0.0
-    laps = 0
-    for lap in activity.iter("{*}Lap"):
-        laps += 1
-        lap_time += _float_text(_child_text(lap, "TotalTimeSeconds")) or 0.0
-        lap_dist += _float_text(_child_text(lap, "DistanceMeters")) or 0.0
-        for trk in lap.iter("{*}Track"):
-            found = False
-            for tp in trk.iter("{*}Trackpoint"):
-                found = True
-                la = lo = None
-                for pos in tp.iter("{*}Position"):
+#: TCX's own sport names (the schema allows only these three).
+_TCX_SPORTS: Mapping[str, str | None] = {"Running": "run", "Biking": "ride", "Other": None}
+
+
+@dataclass
+class _TcxLeg:
+    """One TCX <Activity> as read: its points, laps and what it says of itself."""
+
+    sport_attr: str | None
+    multisport: int | None
+    points: _Points = field(default_factory=_Points)
+    start: datetime | None = None
+    laps: int = 0
+    lap_time: float = 0.0
+    lap_dist: float = 0.0
+    creator: str | None = None
+    segment: int = -1
+    complete: bool = False
+
+
+def _read_tcx(fh: _Readable, *, source: str, source_id: str, untyped: str) -> list[Activity]:
+    """Raises BadActivity for a file that is not TCX or holds no activity with points."""
+    events = _XmlEvents(fh, "TCX")
+    legs: list[_TcxLeg] = []
+    leg: _TcxLeg | None = None
+    session = 0
+    in_session = False
+    courses = workouts = 0
+    root_checked = False
+    for event, el in events:
+        tag = _local(el)
+        if not root_checked:
+            root_checked = True
+            if tag != "TrainingCenterDatabase":
+                raise BadActivity("not a TCX file")
+            continue
+        if event == "start":
+            if tag == "MultiSportSession":
+                session += 1
+                in_session = True
+            elif tag == "Activity":
+                leg = _TcxLeg(el.get("Sport"), session if in_session else None)
+                legs.append(leg)
+            elif tag == "Track" and leg is not None:
+                leg.segment += 1
+            continue
+        if tag == "Trackpoint" and leg is not None:
+            la = lo = None
+            for pos in el:
+                if _local(pos) == "Position":
                     la = _float_text(_child_text(pos, "LatitudeDegrees"))
                     lo = _float_text(_child_text(pos, "LongitudeDegrees"))
-                lat.append(la)
-                lon.append(lo)
-                ele.append(_float_text(_child_text(tp, "AltitudeMeters")))
-                dist.append(_float_text(_child_text(tp, "DistanceMeters")))
-                times.append(_parse_time(_child_text(tp, "Time")))
-                segs.append(seg_no)
-            if found:
-                seg_no += 1
-    if not times:
+            cad = _float_text(_child_text(el, "Cadence"))
+            if cad is None:
+                cad = _float_text(_descendant_text(el, "RunCadence"))
+            leg.points.add(
+                la,
+                lo,
+                _float_text(_child_text(el, "AltitudeMeters")),
+                _float_text(_child_text(el, "DistanceMeters")),
+                _epoch(_child_text(el, "Time")),
+                cad,
+                max(leg.segment, 0),
+            )
+            _release(el)
+        elif tag == "Lap" and leg is not None:
+            leg.laps += 1
+            leg.lap_time += _float_text(_child_text(el, "TotalTimeSeconds")) or 0.0
+            leg.lap_dist += _float_text(_child_text(el, "DistanceMeters")) or 0.0
+            _release(el)
+        elif tag == "Id" and leg is not None:
+            parent = el.getparent()
+            if parent is not None and _local(parent) == "Activity":
+                leg.start = _parse_time(el.text.strip() if el.text else None)
+        elif tag == "Name" and leg is not None:
+            parent = el.getparent()
+            if parent is not None and _local(parent) == "Creator":
+                leg.creator = el.text.strip() if el.text else None
+        elif tag == "Activity" and leg is not None:
+            leg.complete = True
+            _release(el)
+            leg = None
+        elif tag == "MultiSportSession":
+            in_session = False
+        elif tag == "Course":
+            courses += 1
+            _release(el)
+        elif tag == "Workout":
+            workouts += 1
+            _release(el)
+    if not root_checked:
+        raise BadActivity("not a TCX file")
+    legs = [g for g in legs if len(g.points)]
+    if not legs:
+        if events.cut:
+            raise BadActivity(f"{events.cut} TCX file: no complete track point")
+        if courses:
+            raise BadActivity("a course (planned route), not an activity")
+        if workouts:
+            raise BadActivity("a workout (planned training), not an activity")
         raise BadActivity("no track points")
-    time_s, t0 = _times_to_seconds(times)
-    start_time = _parse_time(_child_text(activity, "Id")) or t0
+    groups: list[list[_TcxLeg]] = []
+    for g in legs:
+        if g.multisport is not None and groups and groups[-1][0].multisport == g.multisport:
+            groups[-1].append(g)
+        else:
+            groups.append([g])
+    out: list[Activity] = []
+    for group in groups:
+        out.append(_tcx_activity(group, source, source_id, untyped, events.cut))
+    if len(out) > 1:
+        out = [
+            dataclasses.replace(a, source_id=f"{source_id}#{k}", part=k)
+            for k, a in enumerate(out, start=1)
+        ]
+    return out
+
+
+def _tcx_activity(
+    group: Sequence[_TcxLeg], source: str, source_id: str, untyped: str, cut: str | None
+) -> Activity:
+    """One activity from one TCX <Activity>, or from a multisport session's running legs.
+
+    Raises BadActivity when the activity records no time at all.
+    """
+    raw: dict[str, Any] = {"format": "tcx"}
+    multisport = group[0].multisport is not None
+    legs = list(group)
+    no_running_leg = False
+    if multisport:
+        raw["multisport"] = True
+        raw["legs"] = [g.sport_attr for g in group]
+        running = [g for g in group if g.sport_attr == "Running"]
+        if running:
+            legs = running
+        else:
+            no_running_leg = True
+    lat_l, lon_l, ele_l, dist_l, time_l, cad_l, seg_l = [], [], [], [], [], [], []
+    seg_base = 0
+    dist_base = 0.0
+    for g in legs:
+        p = g.points
+        lat_l.append(p.column("lat"))
+        lon_l.append(p.column("lon"))
+        ele_l.append(p.column("ele"))
+        time_l.append(p.column("time"))
+        cad_l.append(p.column("cad"))
+        seg = p.segments()
+        seg_l.append(seg + seg_base)
+        seg_base += int(seg.max()) + 1 if seg.size else 0
+        d = p.column("dist")
+        finite = d[np.isfinite(d)]
+        if finite.size:
+            # Each leg counts its distance from its own start: never backwards over legs.
+            d = d - finite[0] + dist_base
+            dist_base += float(finite[-1] - finite[0])
+        dist_l.append(d)
+    lat_a, lon_a = np.concatenate(lat_l), np.concatenate(lon_l)
+    ele, dist_a, cad = np.concatenate(ele_l), np.concatenate(dist_l), np.concatenate(cad_l)
+    seg_a = np.concatenate(seg_l).astype(np.int64)
+    time_s, t0 = _relative_times(np.concatenate(time_l))
+    start_time = legs[0].start or t0
     if start_time is None:
         raise BadActivity("no timestamp in the file")
-    lat_a, lon_a = _arr(lat), _arr(lon)
     has_pos = bool(np.isfinite(lat_a).any())
-    dist_a = _arr(dist)
-    seg_a = np.array(segs, dtype=np.int64)
-    distance: float | None = lap_dist if laps and lap_dist > 0 else None
     if not np.isfinite(dist_a).any() and has_pos:
         ok = np.isfinite(lat_a) & np.isfinite(lon_a)
         d = _cumulative_distance(lat_a[ok], lon_a[ok], seg_a[ok])
-        dist_a = np.full(len(lat), np.nan)
+        dist_a = np.full(lat_a.shape[0], np.nan)
         dist_a[ok] = d
-    if distance is None and np.isfinite(dist_a).any():
-        distance = float(np.nanmax(dist_a))
+    laps = sum(g.laps for g in legs)
+    lap_dist = sum(g.lap_dist for g in legs)
+    lap_time = sum(g.lap_time for g in legs)
+    distance: float | None = lap_dist if laps and lap_dist > 0 else None
+    track_max = float(np.nanmax(dist_a)) if np.isfinite(dist_a).any() else None
+    if track_max is not None and (distance is None or cut):
+        # A cut file's last lap never closed: its points say how far it got.
+        distance = max(distance or 0.0, track_max)
     start_ll = end_ll = None
     if has_pos:
         ok = np.isfinite(lat_a) & np.isfinite(lon_a)
         start_ll = (float(lat_a[ok][0]), float(lon_a[ok][0]))
         end_ll = (float(lat_a[ok][-1]), float(lon_a[ok][-1]))
-    elapsed = float(np.nanmax(time_s)) if time_s is not None and np.isfinite(time_s).any() else None
+    warning = None
+    if cut and not all(g.complete for g in legs):
+        raw["damaged"] = cut
+        warning = _cut_warning(cut)
+    raw.update(
+        sport=legs[0].sport_attr,
+        laps=laps,
+        total_time_s=lap_time,
+        distance_m=lap_dist,
+        start_time_from="id" if legs[0].start else "track",
+    )
+    stated = _TCX_SPORTS.get(legs[0].sport_attr or "Other", None)
+    if no_running_leg:
+        # No running leg: the session is not a run, whatever its first leg was.
+        stated = "other"
+    sport = _resolve_sport(
+        stated,
+        Movement(
+            time_s=time_s,
+            distance_m=dist_a if np.isfinite(dist_a).any() else None,
+            altitude_m=ele,
+            cadence=cad if np.isfinite(cad).any() else None,
+            position_share=float(np.isfinite(lat_a).mean()) if lat_a.size else 0.0,
+            creator=legs[0].creator,
+        ),
+        untyped,
+        raw,
+    )
     return Activity(
         source=source,
         source_id=source_id,
@@ -947,25 +1582,19 @@ def _read_tcx(data: bytes, *, source: str, source_id: str) -> Activity:
         start_time=start_time,
         distance_m=distance,
         moving_time_s=lap_time if laps and lap_time > 0 else None,
-        elapsed_time_s=elapsed,
+        elapsed_time_s=_elapsed(time_s),
         start_latlng=start_ll,
         end_latlng=end_ll,
-        indoor=False,
+        indoor=sport in _INDOOR_SPORTS,
         track=Track(
-            altitude_m=_arr(ele),
+            altitude_m=ele,
             distance_m=dist_a if np.isfinite(dist_a).any() else None,
             lat=lat_a if has_pos else None,
             lon=lon_a if has_pos else None,
             time_s=time_s,
-            segment=seg_a if seg_no > 1 else None,
+            segment=seg_a if seg_base > 1 else None,
         ),
-        raw={
-            "format": "tcx",
-            "sport": sport_attr,
-            "laps": laps,
-            "total_time_s": lap_time,
-            "distance_m": lap_dist,
-            "start_time_from": "id" if _parse_time(_child_text(activity, "Id")) else "track",
-        },
+        raw=raw,
         elevation_source="file",
+        warning=warning,
     )

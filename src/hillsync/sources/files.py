@@ -30,7 +30,7 @@ from hillsync.sources.fileformats import (
     describe_file_error,
     is_activity_file,
     map_sport,
-    read_activity,
+    read_activities,
     read_zip_member,
 )
 
@@ -78,6 +78,7 @@ class FolderSource:
         batch_size: int = 50,
         clock: Callable[[], datetime] = _utcnow,
         settle_s: float = SETTLE_S,
+        untyped: str = "infer",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -86,6 +87,7 @@ class FolderSource:
         self._batch_size = batch_size
         self._clock = clock
         self._settle_s = settle_s
+        self._untyped = untyped
 
     @property
     def name(self) -> str:
@@ -151,21 +153,29 @@ class FolderSource:
                 continue
             try:
                 if item.member is None:
-                    activity = read_activity(item.path, source=self._name, source_id=item.key)
+                    found = read_activities(
+                        item.path, source=self._name, source_id=item.key, untyped=self._untyped
+                    )
                     export_dir = exports.get(item.key)
                     if export_dir is not None:
                         if export_dir not in indexes:
                             indexes[export_dir] = _read_strava_csv(export_dir / STRAVA_CSV)
                         rel = item.path.relative_to(export_dir).as_posix()
-                        activity = _apply_export(activity, indexes[export_dir].get(rel))
+                        info = indexes[export_dir].get(rel)
+                        found = [_apply_export(a, info) for a in found]
                 else:
-                    activity = self._read_member(item)
+                    found = self._read_member(item)
                     if garmin_index is None:
                         garmin_index = _read_garmin_summaries(root)
-                    activity = _apply_export(
-                        activity, garmin_index.get(_garmin_id(item.member) or "")
-                    )
-                activities.append(activity)
+                    info = garmin_index.get(_garmin_id(item.member) or "")
+                    found = [_apply_export(a, info) for a in found]
+                for activity in found:
+                    if activity.warning:
+                        log.warning(
+                            "file_salvaged", source=self._name, file=item.key,
+                            warning=activity.warning,
+                        )  # fmt: skip
+                activities.extend(found)
             except BadActivity as exc:
                 reason = describe_file_error(exc)
                 log.warning("file_rejected", source=self._name, file=item.key, reason=reason)
@@ -177,12 +187,14 @@ class FolderSource:
         if seen or deleted:
             yield Batch(activities=activities, rejected=rejected, seen=seen, deleted=deleted)
 
-    def _read_member(self, item: _Item) -> Activity:
+    def _read_member(self, item: _Item) -> list[Activity]:
         """Raises BadActivity when the zip or the member cannot be read."""
         assert item.member is not None
         try:
             with zipfile.ZipFile(item.path) as zf:
-                return read_zip_member(zf, item.member, source=self._name, source_id=item.key)
+                return read_zip_member(
+                    zf, item.member, source=self._name, source_id=item.key, untyped=self._untyped
+                )
         except (zipfile.BadZipFile, OSError) as exc:
             raise BadActivity(f"damaged zip: {describe_file_error(exc)}") from exc
 

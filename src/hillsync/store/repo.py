@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -319,7 +319,7 @@ def _activity_values(
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe(c.inputs) or {},
+        "classify_inputs": _json_safe({**c.inputs, "elevation_source": c.elevation_source}) or {},
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
 
@@ -428,12 +428,30 @@ def save_batch(
         else:
             dedupe.detach(session, row)
     for source_id in batch.deleted:
-        gone = _existing_rows(session, state.name, [source_id]).get(source_id)
-        if gone is not None and gone.deleted_at is None:
-            gone.deleted_at = now
-            gone.updated_at = now
-            dedupe.detach(session, gone)
-            deleted += 1
+        # A file holding several activities stored them as `key#1`, `key#2`, ...
+        stmt = select(ActivityRow).where(
+            ActivityRow.source == state.name,
+            or_(
+                ActivityRow.source_id == source_id,
+                ActivityRow.source_id.startswith(source_id + "#", autoescape=True),
+            ),
+        )
+        for gone in list(session.scalars(stmt)):
+            if gone.deleted_at is None:
+                gone.deleted_at = now
+                gone.updated_at = now
+                dedupe.detach(session, gone)
+                deleted += 1
+    if batch.deleted:
+        # Forget that the item was seen: put back unchanged (mv back, cp -p, a restored
+        # backup), it has the same fingerprint and must be imported again.
+        keys = list(batch.deleted)
+        for i in range(0, len(keys), _CHUNK):
+            session.execute(
+                delete(SeenItem).where(
+                    SeenItem.sync_state_id == state.id, SeenItem.key.in_(keys[i : i + _CHUNK])
+                )
+            )
     _save_seen(session, state, batch, now)
     if batch.cursor is not None:
         state.cursor = _json_safe(batch.cursor) or {}
@@ -548,6 +566,7 @@ def _summary_of(row: ActivityRow) -> Summary:
         else None,
         end_latlng=(end[0], end[1]) if end[0] is not None and end[1] is not None else None,
         indoor=row.indoor,
+        totals_from="device" if row.elevation_source == "file" else "summary",
     )
 
 
@@ -589,7 +608,7 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe(c.inputs) or {},
+        "classify_inputs": _json_safe({**c.inputs, "elevation_source": c.elevation_source}) or {},
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
     if all(getattr(row, k) == v for k, v in new.items()):
