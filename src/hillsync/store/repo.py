@@ -319,9 +319,17 @@ def _activity_values(
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe({**c.inputs, "elevation_source": c.elevation_source}) or {},
+        "classify_inputs": _stored_inputs(c),
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
+
+
+def _stored_inputs(c: Classification) -> dict[str, Any]:
+    """The classifier's inputs as stored, with where its elevation came from when known."""
+    inputs = dict(c.inputs)
+    if c.elevation_source != "none":
+        inputs["elevation_source"] = c.elevation_source
+    return _json_safe(inputs) or {}
 
 
 def _existing_rows(session: Session, source: str, ids: Sequence[str]) -> dict[str, ActivityRow]:
@@ -608,7 +616,7 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _json_safe({**c.inputs, "elevation_source": c.elevation_source}) or {},
+        "classify_inputs": _stored_inputs(c),
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
     if all(getattr(row, k) == v for k, v in new.items()):
