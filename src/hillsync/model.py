@@ -493,35 +493,50 @@ def turning_points(z: FloatArray, min_change: float) -> list[int]:
     """Indexes of alternating lows and highs of z, each more than min_change from the one before.
 
     A zigzag: the current extreme is followed until the series turns back by more than
-    min_change. The first point is the first extreme before the first real change of direction.
+    min_change. The first point is the first extreme before the first real change of
+    direction. Only the ends and the local extremes can be turning points, so the zigzag
+    walks those (found with numpy) rather than every sample.
     """
     n = z.size
+    if n < 2:
+        return []
+    d = np.diff(z)
+    moving = np.flatnonzero(d != 0.0)
+    if moving.size == 0:
+        return []
+    s = np.sign(d[moving])
+    # a change of sign between two moving steps: the extreme is the first sample after the
+    # earlier step (the start of a plateau, as the sample-by-sample zigzag would take it)
+    turns = moving[:-1][s[1:] != s[:-1]] + 1
+    candidates = np.concatenate(([0], turns, [n - 1]))
+    zc: list[float] = z[candidates].tolist()
     lo = hi = 0
     i = 1
     direction = 0
     ext = 0
     points: list[int] = []
-    while i < n and direction == 0:
-        if z[i] > z[hi]:
+    m = len(zc)
+    while i < m and direction == 0:
+        if zc[i] > zc[hi]:
             hi = i
-        if z[i] < z[lo]:
+        if zc[i] < zc[lo]:
             lo = i
-        if z[hi] - z[lo] > min_change:
+        if zc[hi] - zc[lo] > min_change:
             direction, points, ext = (1, [lo], hi) if hi > lo else (-1, [hi], lo)
         i += 1
     if direction == 0:
         return []
-    for j in range(i, n):
+    for j in range(i, m):
         if direction == 1:
-            if z[j] > z[ext]:
+            if zc[j] > zc[ext]:
                 ext = j
-            elif z[ext] - z[j] > min_change:
+            elif zc[ext] - zc[j] > min_change:
                 points.append(ext)
                 direction, ext = -1, j
-        elif z[j] < z[ext]:
+        elif zc[j] < zc[ext]:
             ext = j
-        elif z[j] - z[ext] > min_change:
+        elif zc[j] - zc[ext] > min_change:
             points.append(ext)
             direction, ext = 1, j
     points.append(ext)
-    return points
+    return [int(candidates[p]) for p in points]
