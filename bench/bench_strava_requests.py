@@ -25,9 +25,9 @@ import responses
 import tenacity
 
 from hillsync.model import Activity, ClassifyParams, Secret
+from hillsync.pipeline import needs_profile_check
 from hillsync.sources.base import SourceState
 from hillsync.sources.strava import StravaSource
-from hillsync.worker import needs_profile_check
 
 API = "https://www.strava.com/api/v3"
 STREAMS_RE = re.compile(rf"{re.escape(API)}/activities/(\d+)/streams.*")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -335,4 +336,7 @@ class TestMessages:
         assert set(doc["by_label"]) == {"uphill", "downhill", "flat", "unknown"}
         assert doc["goal"]["profile"] == "road-marathon"
         assert doc["status"] == "ok"
-        assert doc["window_end"] == AT.isoformat()
+        # ISO 8601 UTC with a Z, shares to 4 digits, metres to 0.1 m (DESIGN section 2).
+        assert doc["window_end"] == AT.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert doc["hill_share"] == round(doc["hill_share"], 4)
+        json.dumps(doc)

@@ -269,7 +269,24 @@ class TestFolderSync:
             "last_sync",
             "next_sync",
             "last_error",
+            "worker",
+            "lease_expires",
         }
+
+    def test_unknown_stored_balance_state(self, cli: Cli, run_folder: Path) -> None:
+        """A balance state this version does not know (another version wrote it) is read as
+        none: `balance` still answers, exit 0, instead of failing on it."""
+        import sqlite3
+
+        folder_config(cli, run_folder)
+        assert cli("sync")[0] == 0
+        with sqlite3.connect(cli.tmp / "db" / "hillsync.db") as conn:
+            changed = conn.execute("UPDATE balance_state SET status = 'wobbly'").rowcount
+        assert changed == 1
+        code, out, err = cli("balance")
+        assert code == 0, err
+        assert "status: insufficient_data" in out
+        assert cli.json("balance")["status"] == "insufficient_data"
 
     def test_balance_json_shape(self, cli: Cli, run_folder: Path) -> None:
         """balance --json has the documented keys; three runs are insufficient data."""

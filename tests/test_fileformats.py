@@ -367,7 +367,7 @@ class TestDamagedBytes:
         import random
 
         from hillsync.model import ClassifyParams
-        from hillsync.worker import classify_activity
+        from hillsync.pipeline import classify_activity
 
         data = (data_dir / "fit" / name).read_bytes()
         rng = random.Random(name)

@@ -16,8 +16,8 @@ from hillsync.classify import classify
 from hillsync.cli import main
 from hillsync.errors import BadActivity
 from hillsync.model import ClassifyParams, Profile, Summary, Terrain
+from hillsync.pipeline import classify_activity
 from hillsync.sources.fileformats import read_activities, read_activity, read_activity_bytes
-from hillsync.worker import classify_activity
 from realfiles import (
     FIT,
     fit_records,

@@ -446,11 +446,12 @@ class TestUnexpectedFailure:
 
     def test_state_is_error_with_backoff(self, env: Env) -> None:
         """The bug is contained: the source is left in error until a later retry."""
-        from hillsync.worker import SourceSpec
+        from hillsync.model import SourceKind
+        from hillsync.registry import SourceSpec
 
         clock = Clock()
         worker = env.worker(clock)
-        spec = SourceSpec("folder", "folder", "me", 5.0, BrokenSource)
+        spec = SourceSpec("folder", SourceKind.FOLDER, "me", 5.0, BrokenSource)
         with capture_logs() as events:
             outcome = worker.sync_source(spec)
         assert outcome.state == "error"

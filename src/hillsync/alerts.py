@@ -43,20 +43,6 @@ from hillsync.store.tables import OutboxMessage
 log = structlog.get_logger(__name__)
 
 
-def stored_status(status: str | None) -> BalanceStatus | None:
-    """A stored balance status as a BalanceStatus (None for none or an unknown one)."""
-    return _previous(status)
-
-
-def _previous(status: str | None) -> BalanceStatus | None:
-    if status is None:
-        return None
-    try:
-        return BalanceStatus(status)
-    except ValueError:
-        return None  # a status written by a newer or older version: start afresh
-
-
 def evaluate_athlete(
     session: Session,
     athlete_id: int,
@@ -76,7 +62,7 @@ def evaluate_athlete(
     committed. Raises ValueError for a naive `now`, SQLAlchemy errors from the session.
     """
     state = outbox.get_balance_state(session, athlete_id, for_update=True)
-    previous = _previous(state.status) if state is not None else None
+    previous = BalanceStatus.stored(state.status) if state is not None else None
     report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous, course=course)
     as_json = report_as_json(report)
     status = report.status

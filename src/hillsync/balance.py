@@ -35,6 +35,7 @@ from hillsync.model import (
     RunForBalance,
     Terrain,
     TerrainVolume,
+    iso_utc,
 )
 
 #: Fewer known-label runs than this in the window gives insufficient_data.
@@ -701,20 +702,29 @@ def needs_auth_message(source: str, command: str, athlete: str) -> Message:
     )
 
 
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 def report_as_json(report: BalanceReport) -> dict[str, Any]:
-    """The report in the `balance --json` shape of DESIGN.md section 2 (JSON-serialisable)."""
+    """The report in the `balance --json` shape of DESIGN.md section 2 (JSON-serialisable).
+
+    The one builder of that shape: `hillsync balance --json` prints it, the balance state
+    stores it, the web pages read it. Times are ISO 8601 UTC with a `Z`; metres are rounded
+    to 0.1 m, shares to 4 digits. Raises nothing.
+    """
     by_label: Mapping[Terrain, float] = report.by_label
     goal = report.goal
     return {
         "athlete": report.athlete,
-        "window_start": report.window_start.isoformat(),
-        "window_end": report.window_end.isoformat(),
+        "window_start": iso_utc(report.window_start),
+        "window_end": iso_utc(report.window_end),
         "runs": report.runs,
-        "distance_m": round(report.distance_m, 1),
-        "by_label": {t.value: round(by_label.get(t, 0.0), 1) for t in Terrain},
-        "hill_share": report.hill_share,
-        "downhill_share": report.downhill_share,
-        "vertical_m": round(report.vertical_m, 1),
+        "distance_m": _rounded(report.distance_m),
+        "by_label": {t.value: _rounded(by_label.get(t, 0.0)) for t in Terrain},
+        "hill_share": _rounded(report.hill_share, 4),
+        "downhill_share": _rounded(report.downhill_share, 4),
+        "vertical_m": _rounded(report.vertical_m),
         "goal": {
             "profile": goal.profile.value,
             "hill_share_min": goal.hill_share_min,

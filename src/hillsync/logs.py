@@ -82,10 +82,20 @@ def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
     return _redact_text(str(value), secrets)
 
 
+def _known_secrets() -> tuple[str, ...]:
+    # Longest first, so that a secret containing another one is masked whole.
+    return tuple(sorted(Secret.known_values(), key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret value masked: the one masking of free text (log
+    events use it through `redact_secrets`, the CLI for its error lines). Raises nothing."""
+    return _redact_text(text, _known_secrets())
+
+
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask secrets in every value (nested too) of an event."""
-    # Longest first, so that a secret containing another one is masked whole.
-    secrets = tuple(sorted(Secret.known_values(), key=len, reverse=True))
+    secrets = _known_secrets()
     out: MutableMapping[str, Any] = {}
     for key, value in event_dict.items():
         if key.startswith("_"):

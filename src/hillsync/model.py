@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -257,6 +257,48 @@ class Classification:
     elevation_source: str = "none"
 
 
+class SourceKind(enum.StrEnum):
+    """What a source reads from."""
+
+    STRAVA = "strava"
+    GARMIN = "garmin"
+    FOLDER = "folder"
+
+
+#: The kinds that are remote accounts (connected with `hillsync connect`).
+ACCOUNT_KINDS: tuple[SourceKind, ...] = (SourceKind.STRAVA, SourceKind.GARMIN)
+
+
+class SyncStatus(enum.StrEnum):
+    """How a source's last sync ended (the `state` of `status --json`)."""
+
+    OK = "ok"
+    NEEDS_AUTH = "needs_auth"
+    RATE_LIMITED = "rate_limited"
+    ERROR = "error"
+    NEVER_SYNCED = "never_synced"
+    INTERRUPTED = "interrupted"
+
+    @classmethod
+    def parse(cls, value: str | None) -> SyncStatus:
+        """The status a stored text names; an unknown one (written by another version) is
+        `error`, so that it is shown and retried rather than crashing a reader. Raises
+        nothing."""
+        if value is None:
+            return cls.NEVER_SYNCED
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.ERROR
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z` (the JSON outputs' time format), or None. Raises nothing."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class GoalProfile(enum.StrEnum):
     """The runner's goal, which sets the band the hill share should stay in."""
 
@@ -306,6 +348,18 @@ class BalanceStatus(enum.StrEnum):
     DOWNHILL_HIGH = "downhill_high"
     DOWNHILL_LOW = "downhill_low"
     INSUFFICIENT_DATA = "insufficient_data"
+
+    @classmethod
+    def stored(cls, value: str | None) -> BalanceStatus | None:
+        """The status a stored balance state names, or None when there is none or it is
+        unknown (written by a newer or older version: evaluation then starts afresh).
+        The one reader of stored balance states. Raises nothing."""
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,18 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from pathlib import Path
 from time import monotonic
 
 import structlog
 import tenacity
 from sqlalchemy.orm import Session
 
-from hillsync import alerts, classify, hills, paths
+from hillsync import alerts
 from hillsync.balance import digest_due, digest_message, evaluate, history_start, next_digest
-from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
+from hillsync.clock import Clock, utc_now
+from hillsync.config import DEFAULT_ATHLETE, Settings
 from hillsync.coursefile import CourseReader
 from hillsync.errors import (
     AuthRequired,
@@ -33,95 +33,19 @@ from hillsync.errors import (
     StoreError,
     UsageError,
 )
-from hillsync.model import (
-    Activity,
-    BalanceReport,
-    BalanceStatus,
-    Batch,
-    Classification,
-    ClassifyParams,
-    Profile,
-    RunForBalance,
-    Secret,
-    Summary,
-)
+from hillsync.model import BalanceReport, BalanceStatus, Batch, RunForBalance, Secret
 from hillsync.notify import DeliveryResult, Notifier
-from hillsync.sources.base import Source, SourceState
+from hillsync.pipeline import store_batch
+from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
+from hillsync.retry import default_retrying, interruptible
+from hillsync.sources.base import SourceState
 from hillsync.store import outbox, repo
 from hillsync.store.db import Database
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
-
-#: Files per folder transaction: small enough that SIGTERM, checked between batches, is
-#: obeyed within a few seconds even on large FIT files; large enough to commit rarely.
-FOLDER_BATCH = 20
-
 #: The longest a failing source waits between two tries, however often it failed.
 MAX_BACKOFF = timedelta(hours=6)
-
-
-def utc_now() -> datetime:
-    """The current time, aware UTC."""
-    return datetime.now(UTC)
-
-
-def default_retrying() -> tenacity.Retrying:
-    """Retries of 5xx answers and timeouts in one sync: bounded exponential backoff, jitter."""
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(4),
-        wait=tenacity.wait_random_exponential(multiplier=1, max=20),
-        reraise=True,
-    )
-
-
-def summary_of(activity: Activity) -> Summary:
-    """What the classifier needs of an activity's summary."""
-    return Summary(
-        sport=activity.sport,
-        distance_m=activity.distance_m,
-        reported_gain_m=activity.reported_gain_m,
-        reported_loss_m=activity.reported_loss_m,
-        elevation_range_m=activity.elevation_range_m,
-        start_latlng=activity.start_latlng,
-        end_latlng=activity.end_latlng,
-        indoor=activity.indoor,
-        # A file's totals are the recording device's own; an API's are its summary's.
-        totals_from="device" if activity.elevation_source == "file" else "summary",
-    )
-
-
-def classify_activity(
-    activity: Activity, params: ClassifyParams
-) -> tuple[Profile | None, Classification]:
-    """The activity's cleaned profile (if it has samples) and its classification."""
-    profile = activity.profile
-    if profile is None and activity.track is not None and len(activity.track):
-        profile = classify.build_profile(activity.track)
-    c = classify.classify(summary_of(activity), profile, params)
-    return profile, hills.with_hill_repeats(c, profile)
-
-
-def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:
-    """A predicate for API sources: does this summary need its profile to be labelled?"""
-
-    def needs_profile(activity: Activity) -> bool:
-        return classify.classify(summary_of(activity), None, params).needs_profile
-
-    return needs_profile
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """A configured source: what it is called, whose it is, how often to poll, how to build it."""
-
-    name: str
-    kind: str
-    athlete: str
-    poll_minutes: float
-    build: Callable[[], Source] = field(compare=False, repr=False)
-    reconnect_command: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,19 +87,6 @@ class CycleResult:
         return sum(o.new + o.updated for o in self.outcomes)
 
 
-def source_full_name(athlete: str, name: str) -> str:
-    """`strava` for the default athlete, `anna/strava` for the others."""
-    return name if athlete == DEFAULT_ATHLETE else f"{athlete}/{name}"
-
-
-def matches(spec: SourceSpec, wanted: str | None) -> bool:
-    """Whether `--source wanted` names this source: its name, its short name or its kind."""
-    if wanted is None:
-        return True
-    short = spec.name.rsplit("/", 1)[-1]
-    return wanted in {spec.name, short, spec.kind}
-
-
 class Worker:
     """Syncs sources into the store, evaluates balances and delivers notifications."""
 
@@ -192,103 +103,26 @@ class Worker:
         tz: tzinfo | None = None,
     ) -> None:
         self.settings = settings
-        #: The digest's local time zone (None: the system's).
-        self.tz = tz
         self.stop = stop
         self.db = db
         self.environ = environ
         self.clock = clock
         self.retrying = retrying
         self.progress = progress
+        #: The digest's local time zone (None: the system's).
+        self.tz = tz
         self.courses = CourseReader(settings.classify)
 
     # -- which sources there are -------------------------------------------------------
 
     def source_specs(self) -> list[SourceSpec]:
         """Every configured source: folders from the config, accounts from the store."""
-        specs: list[SourceSpec] = []
-        for athlete in self.settings.athletes.values():
-            for folder in athlete.folders:
-                specs.append(
-                    self._folder_spec(athlete, folder.name, folder.path, folder.poll_minutes)
-                )
-        with self.db.session() as session:
-            accounts = repo.list_accounts(session)
-            account_rows = [(a.athlete_name, a.kind) for a in accounts]
-        for athlete_name, kind in account_rows:
-            if kind == "strava":
-                specs.append(self._strava_spec(athlete_name))
-            elif kind == "garmin":
-                specs.append(self._garmin_spec(athlete_name))
-        return specs
-
-    def _folder_spec(
-        self, athlete: AthleteSettings, name: str, path: Path, poll: float
-    ) -> SourceSpec:
-        from hillsync.sources.files import FolderSource
-
-        full = source_full_name(athlete.name, name)
-        return SourceSpec(
-            name=full,
-            kind="folder",
-            athlete=athlete.name,
-            poll_minutes=poll,
-            build=lambda: FolderSource(
-                full,
-                path,
-                clock=self.clock,
-                batch_size=FOLDER_BATCH,
-                untyped=self.settings.sync.untyped,
-            ),
+        with self.db.session(readonly=True) as session:
+            accounts = [ConnectedAccount(a, k) for a, k in repo.connected_kinds(session)]
+        registry = Registry(
+            self.settings, environ=self.environ, clock=self.clock, retrying=self.retrying
         )
-
-    def _strava_spec(self, athlete: str) -> SourceSpec:
-        full = source_full_name(athlete, "strava")
-        command = reconnect_command("strava", athlete)
-        strava = self.settings.strava
-
-        def build() -> Source:
-            from hillsync.sources.strava import StravaSource
-
-            if strava.client_id is None or strava.client_secret is None:
-                raise AuthRequired(
-                    "sources.strava.client_id and client_secret are not configured",
-                    source=full,
-                    command=command,
-                )
-            return StravaSource(
-                full,
-                client_id=strava.client_id,
-                client_secret=strava.client_secret,
-                token_path=paths.token_path(self.environ, athlete, "strava"),
-                streams=strava.streams,
-                needs_profile=needs_profile_check(self.settings.classify),
-                clock=self.clock,
-                retrying=self.retrying(),
-                reconnect_command=command,
-            )
-
-        return SourceSpec(full, "strava", athlete, strava.poll_minutes, build, command)
-
-    def _garmin_spec(self, athlete: str) -> SourceSpec:
-        full = source_full_name(athlete, "garmin")
-        command = reconnect_command("garmin", athlete)
-        garmin = self.settings.garmin
-
-        def build() -> Source:
-            from hillsync.sources.garmin import GarminSource
-
-            return GarminSource(
-                full,
-                token_dir=paths.token_dir(self.environ, athlete, "garmin"),
-                streams=garmin.streams,
-                needs_profile=needs_profile_check(self.settings.classify),
-                clock=self.clock,
-                retrying=self.retrying(),
-                reconnect_command=command,
-            )
-
-        return SourceSpec(full, "garmin", athlete, garmin.poll_minutes, build, command)
+        return registry.specs(accounts)
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -308,7 +142,7 @@ class Worker:
         Source failures are recorded in the outcome, never raised. Raises UsageError when
         `only` names no configured source, and StoreError when the database fails.
         """
-        specs = [s for s in self.source_specs() if matches(s, only)]
+        specs = select_specs(self.source_specs(), only)
         if only is not None and not specs:
             # Before anything is evaluated or sent: a typo must not push notifications.
             raise UsageError(f"no source named {only!r} (see `hillsync status`)")
@@ -332,7 +166,7 @@ class Worker:
         now = self.clock()
         with self.db.session() as session:
             athlete = repo.ensure_athlete(session, spec.athlete)
-            state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind)
+            state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
             parked = parked_reason(state_row.state, state_row.next_sync, now, due_only=due_only)
             if parked is not None:
                 return SourceOutcome(
@@ -403,7 +237,7 @@ class Worker:
                 if status == "needs_auth" and newly:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
-                    repo.set_account_state(session, spec.athlete, spec.kind, "needs_auth")
+                    repo.set_account_state(session, spec.athlete, spec.kind.value, "needs_auth")
         outcome = SourceOutcome(
             spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
         )
@@ -425,13 +259,14 @@ class Worker:
         return self.clock() - timedelta(days=self.settings.sync.backfill_days)
 
     def _store_batch(self, state_id: int, batch: Batch) -> repo.BatchResult:
-        params = self.settings.classify
-        classified = {a.source_id: classify_activity(a, params) for a in batch.activities}
-        with self.db.session() as session:
-            state_row = repo.get_sync_state(session, state_id)
-            return repo.save_batch(
-                session, state_row, batch, classified, set(self.settings.sync.sports), self.clock()
-            )
+        return store_batch(
+            self.db,
+            state_id,
+            batch,
+            self.settings.classify,
+            set(self.settings.sync.sports),
+            self.clock(),
+        )
 
     def _enqueue_needs_auth(self, session: Session, spec: SourceSpec, athlete_id: int) -> None:
         athlete = self.settings.athletes.get(spec.athlete)
@@ -495,7 +330,7 @@ class Worker:
                 runs = repo.runs_for_balance(
                     session, athlete.name, now - timedelta(weeks=DIGEST_WEEKS + 1), now
                 )
-            previous = alerts.stored_status(state.status if state is not None else None)
+            previous = BalanceStatus.stored(state.status) if state is not None else None
             course = self.courses.targets(athlete.goal.course, goal, now.date())
             report = evaluate(
                 runs, goal, athlete=athlete.name, at=now, previous=previous, course=course
@@ -522,11 +357,7 @@ class Worker:
 
     def all_urls(self) -> list[Secret]:
         """Every notification URL of every athlete, once each."""
-        seen: dict[str, Secret] = {}
-        for athlete in self.settings.athletes.values():
-            for url in athlete.notify.urls:
-                seen.setdefault(url.reveal(), url)
-        return list(seen.values())
+        return notify_urls(self.settings)
 
     def deliver(self) -> DeliveryResult:
         """Deliver what is due in the outbox; a failing URL never raises."""
@@ -548,13 +379,6 @@ def digest_chart(runs: Sequence[RunForBalance], now: datetime) -> bytes | None:
         # the digest's text matters more than its picture
         log.warning("digest_chart_failed", error=type(exc).__name__)
         return None
-
-
-def reconnect_command(kind: str, athlete: str) -> str:
-    """The exact command that reconnects an account."""
-    if athlete == DEFAULT_ATHLETE:
-        return f"hillsync connect {kind}"
-    return f"hillsync connect {kind} --athlete {athlete}"
 
 
 def parked_reason(
@@ -677,7 +501,7 @@ class Daemon:
     def _open(self, settings: Settings) -> Database:
         from hillsync.store.db import open_database
 
-        return open_database(settings.database.url or paths.default_database_url(self.environ))
+        return open_database(settings.database_url(self.environ))
 
     def _guarded_cycle(self, settings: Settings, db: Database) -> float:
         try:
@@ -716,13 +540,9 @@ class Daemon:
     def retrying(self) -> tenacity.Retrying:
         """The worker's retry policy, made interruptible: a stop request ends the retries
         and cuts the wait short, and the watchdog is fed while waiting."""
-        base = default_retrying()
-        base_stop = base.stop
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return self.stopping or bool(base_stop(state))
-
-        return base.copy(stop=stop, sleep=self._retry_sleep)
+        return interruptible(
+            default_retrying, stopping=lambda: self.stopping, sleep=self._retry_sleep
+        )()
 
     def _retry_sleep(self, seconds: float) -> None:
         self._wait(seconds, self._stop)

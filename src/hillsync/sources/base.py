@@ -33,6 +33,73 @@ class SourceState:
     newest_start: datetime | None = None
 
 
+#: The cursor key under which a source that meters an API keeps its rate budget as the API
+#: last reported it: {"at": ISO time, NAME: [15-min used, daily used, 15-min limit, daily
+#: limit], ...} (NAME: "read", "overall"). Only `rate_budget` reads it outside the source.
+RATE_KEY = "rate"
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """Requests used of a limit in one window."""
+
+    used: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class RateBudget:
+    """One metered budget (Strava's `read` or `overall`) as the API last reported it: the
+    15-minute window (resets at the quarter hour) and the day's (resets at UTC midnight)."""
+
+    name: str
+    short: RateWindow
+    daily: RateWindow
+
+
+@dataclass(frozen=True)
+class RateReport:
+    """Every budget a source last saw, and when (ISO 8601 text as the source wrote it)."""
+
+    at: str | None
+    budgets: tuple[RateBudget, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """`{at, read: {15min: {used, limit}, daily: {...}}, ...}` for `status --json`."""
+        out: dict[str, Any] = {"at": self.at}
+        for b in self.budgets:
+            out[b.name] = {
+                "15min": {"used": b.short.used, "limit": b.short.limit},
+                "daily": {"used": b.daily.used, "limit": b.daily.limit},
+            }
+        return out
+
+
+def rate_budget(cursor: Mapping[str, Any]) -> RateReport | None:
+    """The rate budget a source keeps in its cursor under RATE_KEY, or None when it keeps
+    none (folders, Garmin) or it is unreadable. Raises nothing."""
+    rate = cursor.get(RATE_KEY)
+    if not isinstance(rate, Mapping):
+        return None
+    at = rate.get("at")
+    budgets = []
+    for name, value in rate.items():
+        if (
+            isinstance(value, list | tuple)
+            and len(value) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            short_used, long_used, short_limit, long_limit = value
+            budgets.append(
+                RateBudget(
+                    str(name),
+                    RateWindow(short_used, short_limit),
+                    RateWindow(long_used, long_limit),
+                )
+            )
+    return RateReport(at if isinstance(at, str) else None, tuple(budgets))
+
+
 class Source(Protocol):
     """A place activities come from."""
 

@@ -105,6 +105,8 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: The URL without its password: what may be shown to a user.
+        self.shown_url = engine.url.render_as_string(hide_password=True)
         self.is_sqlite = engine.dialect.name == "sqlite"
         writer = engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
         self._writer = sessionmaker(writer, expire_on_commit=False)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hillsync.model import Message
+from hillsync.model import BalanceStatus, Message
 from hillsync.store.tables import BalanceState, OutboxDelivery, OutboxMessage, WeeklyMark
 
 #: Longest error text kept on a delivery.
@@ -38,6 +38,13 @@ def get_balance_state(
     cannot both send the same warning. Raises SQLAlchemy errors only.
     """
     return session.get(BalanceState, athlete_id, with_for_update=for_update)
+
+
+def previous_status(session: Session, athlete_id: int) -> BalanceStatus | None:
+    """The athlete's stored balance status, read tolerantly (`BalanceStatus.stored`): None
+    before the first evaluation or for a status this version does not know."""
+    state = session.get(BalanceState, athlete_id)
+    return BalanceStatus.stored(state.status if state is not None else None)
 
 
 def set_balance_state(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,9 @@ from hillsync.model import (
     HillRepeats,
     Profile,
     RunForBalance,
+    SourceKind,
     Summary,
+    SyncStatus,
     Terrain,
 )
 from hillsync.store import runs as dedupe
@@ -260,6 +262,60 @@ def rejected_items(session: Session, state: SyncState) -> list[SeenItem]:
         .order_by(SeenItem.key)
     )
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class RejectedView:
+    """An item of a source rejected with its reason (a folder's file)."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncStateView:
+    """One source's sync state, detached from the session.
+
+    `cursor` is the source's own progress: only the source (and the accessors it
+    documents) may read it.
+    """
+
+    name: str
+    kind: str
+    state: SyncStatus
+    last_sync: datetime | None
+    next_sync: datetime | None
+    last_error: str | None
+    failures: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    cursor: Mapping[str, Any]
+    rejected: tuple[RejectedView, ...] = ()
+
+
+def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[str, SyncStateView]:
+    """Every source's sync state by name; `with_rejected` adds each one's rejected items."""
+    views: dict[str, SyncStateView] = {}
+    for s in all_sync_states(session):
+        rejected = (
+            tuple(RejectedView(i.key, i.reason or "") for i in rejected_items(session, s))
+            if with_rejected
+            else ()
+        )
+        views[s.name] = SyncStateView(
+            name=s.name,
+            kind=s.kind,
+            state=SyncStatus.parse(s.state),
+            last_sync=s.last_sync,
+            next_sync=s.next_sync,
+            last_error=s.last_error,
+            failures=s.failures or 0,
+            lease_owner=s.lease_owner,
+            lease_until=s.lease_until,
+            cursor=dict(s.cursor or {}),
+            rejected=rejected,
+        )
+    return views
 
 
 # --- saving a batch ------------------------------------------------------------------------
@@ -631,6 +687,21 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
     return True
 
 
+def reclassify_all(
+    session: Session, relabel: Callable[[Summary, Profile | None], Classification]
+) -> tuple[int, int]:
+    """Classify every stored activity again with `relabel` and store the results:
+    (activities, labels changed). Raises StoreError when a stored profile cannot be decoded."""
+    total = changed = 0
+    for row, summary, profile in iter_for_reclassify(session):
+        result = relabel(summary, profile)
+        total += 1
+        if result.label.value != row.label:
+            changed += 1
+        apply_classification(session, row, result)
+    return total, changed
+
+
 # --- accounts ------------------------------------------------------------------------------
 
 
@@ -718,3 +789,10 @@ def list_accounts(session: Session) -> list[AccountView]:
         AccountView(name, a.kind, a.remote_id, a.display_name, a.state, a.token_path, a.scope)
         for a, name in session.execute(stmt)
     ]
+
+
+def connected_kinds(session: Session) -> list[tuple[str, SourceKind]]:
+    """(athlete, kind) of every connected account whose kind this version knows, by athlete
+    and kind (a kind written by another version is left out)."""
+    known = {k.value: k for k in SourceKind}
+    return [(a.athlete_name, known[a.kind]) for a in list_accounts(session) if a.kind in known]

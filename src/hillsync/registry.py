@@ -1,0 +1,173 @@
+"""Which sources and notification URLs the settings (and the connected accounts) configure.
+
+Folders come from the config; Strava and Garmin sources from the accounts connected with
+`hillsync connect` (kept in the store, passed in here). A `SourceSpec` says what a source is
+called, whose it is, how often it is polled, and how to build it: building is deferred, so
+listing the sources (for `status`) imports no API client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tenacity
+
+from hillsync import paths
+from hillsync.clock import Clock
+from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
+from hillsync.errors import AuthRequired
+from hillsync.model import Secret, SourceKind
+from hillsync.pipeline import needs_profile_check
+from hillsync.sources.base import Source
+
+#: Files per folder transaction: small enough that SIGTERM, checked between batches, is
+#: obeyed within a few seconds even on large FIT files; large enough to commit rarely.
+FOLDER_BATCH = 20
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A configured source: what it is called, whose it is, how often to poll, how to build it."""
+
+    name: str
+    kind: SourceKind
+    athlete: str
+    poll_minutes: float
+    build: Callable[[], Source] = field(compare=False, repr=False)
+    reconnect_command: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """An account `hillsync connect` recorded: whose it is and of which kind."""
+
+    athlete: str
+    kind: SourceKind
+
+
+def source_full_name(athlete: str, name: str) -> str:
+    """`strava` for the default athlete, `anna/strava` for the others. Raises nothing."""
+    return name if athlete == DEFAULT_ATHLETE else f"{athlete}/{name}"
+
+
+def reconnect_command(kind: SourceKind, athlete: str) -> str:
+    """The exact command that reconnects an account. Raises nothing."""
+    if athlete == DEFAULT_ATHLETE:
+        return f"hillsync connect {kind}"
+    return f"hillsync connect {kind} --athlete {athlete}"
+
+
+def matches(spec: SourceSpec, wanted: str | None) -> bool:
+    """Whether `--source wanted` names this source: its name, its short name or its kind."""
+    if wanted is None:
+        return True
+    short = spec.name.rsplit("/", 1)[-1]
+    return wanted in {spec.name, short, spec.kind.value}
+
+
+def notify_urls(settings: Settings) -> list[Secret]:
+    """Every notification URL of every athlete, once each, in config order."""
+    seen: dict[str, Secret] = {}
+    for athlete in settings.athletes.values():
+        for url in athlete.notify.urls:
+            seen.setdefault(url.reveal(), url)
+    return list(seen.values())
+
+
+class Registry:
+    """Builds the `SourceSpec`s of the settings; the built sources share the clock and the
+    retry policy given here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str],
+        clock: Clock,
+        retrying: Callable[[], tenacity.Retrying],
+    ) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.clock = clock
+        self.retrying = retrying
+
+    def specs(self, accounts: Iterable[ConnectedAccount]) -> list[SourceSpec]:
+        """Every configured source: folders from the config, then the connected accounts.
+        Raises nothing (a source that cannot be built fails when it is built)."""
+        specs: list[SourceSpec] = []
+        for athlete in self.settings.athletes.values():
+            for folder in athlete.folders:
+                specs.append(self._folder(athlete, folder.name, folder.path, folder.poll_minutes))
+        for account in accounts:
+            if account.kind is SourceKind.STRAVA:
+                specs.append(self._strava(account.athlete))
+            elif account.kind is SourceKind.GARMIN:
+                specs.append(self._garmin(account.athlete))
+        return specs
+
+    def _folder(self, athlete: AthleteSettings, name: str, path: Path, poll: float) -> SourceSpec:
+        full = source_full_name(athlete.name, name)
+        clock = self.clock
+        untyped = self.settings.sync.untyped
+
+        def build() -> Source:
+            from hillsync.sources.files import FolderSource
+
+            return FolderSource(full, path, clock=clock, batch_size=FOLDER_BATCH, untyped=untyped)
+
+        return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build)
+
+    def _strava(self, athlete: str) -> SourceSpec:
+        full = source_full_name(athlete, SourceKind.STRAVA)
+        command = reconnect_command(SourceKind.STRAVA, athlete)
+        strava = self.settings.strava
+
+        def build() -> Source:
+            from hillsync.sources.strava import StravaSource
+
+            if strava.client_id is None or strava.client_secret is None:
+                raise AuthRequired(
+                    "sources.strava.client_id and client_secret are not configured",
+                    source=full,
+                    command=command,
+                )
+            return StravaSource(
+                full,
+                client_id=strava.client_id,
+                client_secret=strava.client_secret,
+                token_path=paths.token_path(self.environ, athlete, SourceKind.STRAVA),
+                streams=strava.streams,
+                needs_profile=needs_profile_check(self.settings.classify),
+                clock=self.clock,
+                retrying=self.retrying(),
+                reconnect_command=command,
+            )
+
+        return SourceSpec(full, SourceKind.STRAVA, athlete, strava.poll_minutes, build, command)
+
+    def _garmin(self, athlete: str) -> SourceSpec:
+        full = source_full_name(athlete, SourceKind.GARMIN)
+        command = reconnect_command(SourceKind.GARMIN, athlete)
+        garmin = self.settings.garmin
+
+        def build() -> Source:
+            from hillsync.sources.garmin import GarminSource
+
+            return GarminSource(
+                full,
+                token_dir=paths.token_dir(self.environ, athlete, SourceKind.GARMIN),
+                streams=garmin.streams,
+                needs_profile=needs_profile_check(self.settings.classify),
+                clock=self.clock,
+                retrying=self.retrying(),
+                reconnect_command=command,
+            )
+
+        return SourceSpec(full, SourceKind.GARMIN, athlete, garmin.poll_minutes, build, command)
+
+
+def select_specs(specs: Sequence[SourceSpec], wanted: str | None) -> list[SourceSpec]:
+    """The specs `--source wanted` names (all of them for None). Raises nothing."""
+    return [s for s in specs if matches(s, wanted)]
