@@ -69,6 +69,10 @@ class SourceUnavailable(SourceError):
     """The service could not be reached or answered with a server error, after retries."""
 
 
+class LockBusy(SourceUnavailable):
+    """A lock file is held by another hillsync process beyond the wait allowed: try later."""
+
+
 class BadActivity(HillsyncError):
     """One activity (a file or an API payload) cannot be read; the others still are."""
 

@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from hillsync.backoff import exponential
 from hillsync.errors import ConfigError
 from hillsync.model import Secret
 from hillsync.store import outbox
@@ -88,11 +89,7 @@ CLAIM_LEASE = timedelta(minutes=10)
 
 def default_backoff(attempts: int) -> timedelta:
     """Delay before the next attempt after `attempts` failures: 1 min doubling, max 6 h."""
-    if attempts < 1:
-        return BACKOFF_FIRST
-    # cap the exponent too, so a very old delivery cannot overflow timedelta
-    delay = BACKOFF_FIRST * (1 << min(attempts - 1, 20))
-    return min(delay, BACKOFF_MAX)
+    return exponential(BACKOFF_FIRST, attempts, BACKOFF_MAX)
 
 
 def _scheme(url: str) -> str:

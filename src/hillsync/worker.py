@@ -21,6 +21,7 @@ import tenacity
 from sqlalchemy.orm import Session
 
 from hillsync import alerts
+from hillsync.backoff import exponential
 from hillsync.balance import digest_due, digest_message, evaluate, history_start, next_digest
 from hillsync.clock import Clock, utc_now
 from hillsync.config import DEFAULT_ATHLETE, Settings
@@ -400,10 +401,14 @@ def poll_interval(poll_minutes: float) -> timedelta:
 
 
 def backoff(poll_minutes: float, failures: int) -> timedelta:
-    """The wait after `failures` failures in a row: the poll interval, doubling, capped."""
-    wait = timedelta(minutes=poll_minutes) * float(2 ** min(20, max(0, failures - 1)))
-    return min(wait, max(MAX_BACKOFF, timedelta(minutes=poll_minutes)))
+    """The wait after `failures` failures in a row: the poll interval, doubling, capped at
+    MAX_BACKOFF (or the poll interval, when that is longer)."""
+    poll = timedelta(minutes=poll_minutes)
+    return exponential(poll, failures, max(MAX_BACKOFF, poll))
 
+
+#: The longest wait before a failed cycle (the database unreachable) is tried again.
+RETRY_CYCLE_MAX = timedelta(seconds=1024)
 
 #: How often the balance is evaluated when nothing new arrived (the window moves,
 #: reminders fall due).
@@ -510,7 +515,8 @@ class Daemon:
             # Sources never raise out of a cycle, so this is the store (PostgreSQL
             # restarting, SQLite locked): restarting the process would not help.
             self._failures += 1
-            wait_s = min(self.max_sleep_s, float(2 ** min(self._failures, 10)))
+            wait = exponential(timedelta(seconds=2), self._failures, RETRY_CYCLE_MAX)
+            wait_s = min(self.max_sleep_s, wait.total_seconds())
             log.error("cycle failed", error=str(exc), retry_in_s=wait_s)
             self.systemd.status(f"error: {exc}; retrying in {wait_s:.0f} s")
             return wait_s
