@@ -97,16 +97,12 @@ def rsps() -> Iterator[responses.RequestsMock]:
 @pytest.fixture
 def garmin_offline(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """garminconnect made mockable and sleepless: its login and refresh posts go through
-    requests (not curl_cffi), its sleeps are recorded instead of slept, and no logged-in
-    client is reused from another test."""
+    requests (not curl_cffi) and its sleeps are recorded instead of slept."""
     import garminconnect.client
-
-    from hillsync.sources import garmin
 
     monkeypatch.setattr(garminconnect.client, "HAS_CFFI", False)
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
-    garmin._CLIENTS.clear()
     return slept
 
 

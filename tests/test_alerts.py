@@ -8,14 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import design
 from hillsync import alerts
-from hillsync.model import GOAL_BANDS, Goal, GoalProfile, RunForBalance, Terrain
+from hillsync.model import Goal, GoalProfile, RunForBalance, Terrain
 from hillsync.store import outbox
 from hillsync.store.db import Database
 from hillsync.store.tables import Athlete, OutboxDelivery, OutboxMessage
 
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-GOAL = Goal(GoalProfile.ROAD_MARATHON, *GOAL_BANDS[GoalProfile.ROAD_MARATHON])
+GOAL = Goal(GoalProfile.ROAD_MARATHON, *design.GOAL_BANDS["road-marathon"])
 KEYS = [outbox.url_key("json://a.example/"), outbox.url_key("ntfy://ntfy.sh/topic")]
 
 

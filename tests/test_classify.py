@@ -494,7 +494,10 @@ class TestInvariants:
     def test_gain_never_negative_and_no_nan(self, alts: list[float]) -> None:
         """Any raw altitudes give a non-negative, finite gain and loss or none at all."""
         n = len(alts)
-        track = Track(altitude_m=np.array(alts, dtype=np.float64), distance_m=np.arange(n) * 7.0)
+        track = Track(
+            altitude_m=np.array(alts, dtype=np.float64),
+            distance_m=np.arange(n, dtype=np.float64) * 7.0,
+        )
         c = classify(run(), build_profile(track), PARAMS)
         for v in (c.elevation_gain_m, c.elevation_loss_m):
             assert v is None or (math.isfinite(v) and v >= 0.0)

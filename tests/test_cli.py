@@ -5,45 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hillsync.cli import main
+from helpers import Cli, gpx_track
 
 FIT = Path(__file__).parent / "data" / "fit"
-
-
-class Cli:
-    """Runs `hillsync` in-process with its own HOME-like folders and config."""
-
-    def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp = tmp
-        self.capsys = capsys
-        self.config = tmp / "config.toml"
-        self.env = {
-            "HOME": str(tmp / "home"),
-            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-            "XDG_STATE_HOME": str(tmp / "xdg-state"),
-            "XDG_DATA_HOME": str(tmp / "xdg-data"),
-            "PATH": os.environ.get("PATH", ""),
-        }
-
-    def write_config(self, text: str) -> None:
-        self.config.write_text(textwrap.dedent(text))
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        argv = ["--config", str(self.config), *args] if self.config.exists() else list(args)
-        code = main(argv, environ=self.env)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> Any:
-        code, out, err = self(*args, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture
@@ -52,18 +22,8 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
 
 
 def gpx(points: list[tuple[float, float, float]], sport: str | None = None) -> str:
-    """A one-track GPX of (lat, lon, ele) points, one second apart."""
-    kind = f"<type>{sport}</type>" if sport else ""
-    pts = "".join(
-        f'<trkpt lat="{lat:.6f}" lon="{lon:.6f}"><ele>{ele:.1f}</ele>'
-        f"<time>2026-11-0{1 + i // 86400}T08:{(i // 60) % 60:02d}:{i % 60:02d}Z</time></trkpt>"
-        for i, (lat, lon, ele) in enumerate(points)
-    )
-    return (
-        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
-        'xmlns="http://www.topografix.com/GPX/1/1">'
-        f"<trk>{kind}<trkseg>{pts}</trkseg></trk></gpx>"
-    )
+    """A one-track GPX of (lat, lon, ele) points, one second apart from 2026-11-01 08:00."""
+    return gpx_track(points, start=datetime(2026, 11, 1, 8, 0, tzinfo=UTC), sport=sport)
 
 
 def straight(n: int, ele: Any) -> list[tuple[float, float, float]]:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import responses
 
-from hillsync.cli import main
+import helpers
 from test_garmin import ACCESS_TOKEN as GARMIN_ACCESS
 from test_garmin import REFRESH_TOKEN, SETTINGS_URL, SOCIAL_URL, add_profile, token_json
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 
 TOKEN_URL = "https://www.strava.com/oauth/token"
-DEAUTH_URL = "https://www.strava.com/api/v3/oauth/deauthorize"
+REVOKE_URL = "https://www.strava.com/oauth/revoke"
+DEAUTH_URL = "https://www.strava.com/oauth/deauthorize"
 EXCHANGE = json.loads(
     (Path(__file__).parent / "data" / "strava" / "oauth_exchange.json").read_text()
 )
@@ -26,49 +27,31 @@ CLIENT_SECRET = "CLIENT-SECRET-connect-0f1e2d3c4b5a"
 SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
 
 
-class Cli:
-    """`hillsync --config CFG ...` in-process, with XDG folders under tmp."""
+class Cli(helpers.Cli):
+    """The CLI harness with a config holding a Strava application (secret from the env)."""
 
     def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp = tmp
-        self.capsys = capsys
-        self.config = tmp / "config.toml"
-        self.env = {
-            "HOME": str(tmp / "home"),
-            "XDG_STATE_HOME": str(tmp / "state"),
-            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
-            "XDG_DATA_HOME": str(tmp / "data"),
-            "PATH": os.environ.get("PATH", ""),
-            SECRET_ENV: CLIENT_SECRET,
-        }
-        self.write_config(strava=True)
+        super().__init__(tmp, capsys)
+        self.env[SECRET_ENV] = CLIENT_SECRET
+        self.write_strava_config(strava=True)
 
-    def write_config(self, *, strava: bool) -> None:
+    def write_strava_config(self, *, strava: bool) -> None:
         text = f'[database]\nurl = "sqlite:///{self.tmp / "hillsync.db"}"\n'
         if strava:
             text += f'\n[sources.strava]\nclient_id = 4242\nclient_secret = "env:{SECRET_ENV}"\n'
-        self.config.write_text(text)
-        self.config.chmod(0o600)
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main(["--config", str(self.config), *args], environ=self.env)
-        out, err = self.capsys.readouterr()
-        return code, out, err
+        self.write_config(text)
 
     def status(self) -> dict[str, Any]:
-        code, out, err = self("status", "--json")
-        assert code == 0, err
-        doc: dict[str, Any] = json.loads(out)
+        doc: dict[str, Any] = self.json("status")
         return doc
 
     @property
     def strava_tokens(self) -> Path:
-        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "strava.json"
+        return self.state_dir / "tokens" / "me" / "strava.json"
 
     @property
     def garmin_tokens(self) -> Path:
-        return self.tmp / "state" / "hillsync" / "tokens" / "me" / "garmin" / "garmin_tokens.json"
+        return self.state_dir / "tokens" / "me" / "garmin" / "garmin_tokens.json"
 
 
 @pytest.fixture
@@ -102,7 +85,7 @@ class TestConnectStrava:
 
     def test_without_client_id(self, cli: Cli) -> None:
         """Without [sources.strava] the command says which key is missing, exit 2."""
-        cli.write_config(strava=False)
+        cli.write_strava_config(strava=False)
         code, _out, err = cli("connect", "strava", "--no-browser", "--code", "abc123")
         assert code == 2
         assert "sources.strava.client_id" in err
@@ -126,11 +109,13 @@ class TestConnectStrava:
     def test_disconnect(self, cli: Cli, rsps: responses.RequestsMock) -> None:
         """`disconnect strava` revokes, deletes the token file and forgets the account."""
         rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Record Not Found"})
         rsps.add(responses.POST, DEAUTH_URL, json={})
         assert cli("connect", "strava", "--no-browser", "--code", "abc123")[0] == 0
         code, out, err = cli("disconnect", "strava")
         assert code == 0, err
-        assert "disconnected strava" in out
+        assert "disconnected strava for me: access revoked on Strava" in out
+        assert "deleted 0 Strava activities" in out
         assert not cli.strava_tokens.exists()
         assert cli.status()["sources"] == []
         deauth = [c for c in rsps.calls if c.request.url == DEAUTH_URL]
@@ -188,3 +173,40 @@ class TestConnectGarmin:
         assert code == 0, err
         assert not cli.garmin_tokens.exists()
         assert cli.status()["sources"] == []
+
+
+ANNA_ENV = "HILLSYNC_TEST_ANNA_SECRET"
+ANNA_SECRET = "ANNA-SECRET-5151-aabbccddeeff"
+
+
+class TestSecondAthleteOwnApplication:
+    """A second athlete connects through their own Strava application."""
+
+    def test_connect_and_status(self, cli: Cli, rsps: responses.RequestsMock) -> None:
+        """Each athlete's exchange uses their application; status names it; no secret shows."""
+        cli.write_strava_config(strava=True)
+        with cli.config.open("a") as f:
+            f.write("\n[athletes.anna.sources.strava]\nclient_id = 5151\n")
+            f.write(f'client_secret = "env:{ANNA_ENV}"\n')
+        cli.env[ANNA_ENV] = ANNA_SECRET
+        rsps.add(responses.POST, TOKEN_URL, json=EXCHANGE)
+        outputs = []
+        for args in ([], ["--athlete", "anna"]):
+            code, out, err = cli("connect", "strava", *args, "--no-browser", "--code", "abc123")
+            assert code == 0, err
+            outputs += [out, err]
+        assert "for anna (application 5151)" in outputs[2]
+        sent = [parse_qs(str(c.request.body)) for c in rsps.calls if c.request.url == TOKEN_URL]
+        assert [(s["client_id"], s["client_secret"]) for s in sent] == [
+            (["4242"], [CLIENT_SECRET]),
+            (["5151"], [ANNA_SECRET]),
+        ]
+        sources = {(s["name"], s["application"]) for s in cli.status()["sources"]}
+        assert sources == {("strava", 4242), ("anna/strava", 5151)}
+        code, out, err = cli("status")
+        assert code == 0, err
+        assert "anna/strava uses Strava application 5151" in out
+        for text in [*outputs, out, err]:
+            assert CLIENT_SECRET not in text
+            assert ANNA_SECRET not in text
+            assert EXCHANGE["refresh_token"] not in text

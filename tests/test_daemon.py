@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import Webhook
+from helpers import gpx_track
 from hillsync.cli import main
 from hillsync.worker import Daemon
 
@@ -50,16 +51,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> A
 
 def hilly_gpx(start: datetime) -> str:
     """A 6 km straight run climbing 500 m, one point a second from `start`."""
-    pts = "".join(
-        f'<trkpt lat="{46.0 + i * 0.000027:.6f}" lon="7.000000"><ele>{1000 + i * 0.25:.1f}</ele>'
-        f"<time>{(start + timedelta(seconds=i)):%Y-%m-%dT%H:%M:%SZ}</time></trkpt>"
-        for i in range(2000)
-    )
-    return (
-        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
-        'xmlns="http://www.topografix.com/GPX/1/1">'
-        f"<trk><type>running</type><trkseg>{pts}</trkseg></trk></gpx>"
-    )
+    points = [(46.0 + i * 0.000027, 7.0, 1000 + i * 0.25) for i in range(2000)]
+    return gpx_track(points, start=start, sport="running")
 
 
 def age(path: Path) -> None:

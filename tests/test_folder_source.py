@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from helpers import Clock, gpx_track, straight_route
 from hillsync.errors import SourceUnavailable
 from hillsync.model import Batch
 from hillsync.sources.base import Source, SourceState
 from hillsync.sources.files import FolderSource
+from source_contract import SourceContract, SourceWorld
 
 SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 SMALL_FITS = (
@@ -115,16 +117,28 @@ class TestScan:
         assert [a.source_id for b in batches for a in b.activities] == ["b.tcx"]
         assert batches[0].seen["b.tcx"] != seen["b.tcx"]
 
-    def test_settling_file_is_left_for_later(self, run_folder: Path) -> None:
-        """A file modified within the last two seconds is not read yet, nor marked seen."""
+    def test_new_complete_file_read_at_once(self, run_folder: Path) -> None:
+        """A file written a moment ago that parses completely is read at once (content, not age)."""
+        source = _source(run_folder, clock=lambda: datetime.now(UTC))
+        keys = {k for b in _fetch(source) for k in b.seen}
+        assert "b.tcx" in keys
+
+    def test_cut_new_file_waits(self, run_folder: Path) -> None:
+        """A cut file changed within the last minute waits (not seen); later it is salvaged."""
+        text = (run_folder / "b.tcx").read_bytes()
+        (run_folder / "b.tcx").write_bytes(text[: len(text) // 2])
         source = _source(run_folder, clock=lambda: datetime.now(UTC))
         with capture_logs() as events:
-            keys = {k for b in _fetch(source) for k in b.seen}
-        assert "b.tcx" not in keys
+            batches = _fetch(source)
+        assert "b.tcx" not in {k for b in batches for k in b.seen}
+        assert "b.tcx" in {k for b in batches for k in b.waiting}
         said = [e for e in events if e["event"].startswith("files still being written")]
         assert said
         assert said[0]["log_level"] == "info"
-        assert said[0]["files"] >= 1
+        later = _source(run_folder, clock=lambda: datetime.now(UTC) + timedelta(minutes=2))
+        salvaged = [a for b in _fetch(later) for a in b.activities if a.source_id == "b.tcx"]
+        assert salvaged
+        assert salvaged[0].warning is not None
 
     def test_missing_folder(self, tmp_path: Path) -> None:
         """A folder that does not exist makes the source unavailable, with its path."""
@@ -236,3 +250,50 @@ class TestExports:
         rejected = [r for b in batches for r in b.rejected]
         assert [r.key for r in rejected] == ["bad.zip"]
         assert rejected[0].reason.startswith("damaged zip")
+
+
+CONTRACT_NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+class FolderWorld:
+    """A folder of GPX runs for the SourceContract: files dated an hour before the clock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir()
+        self.count = 0
+
+    def source(self) -> FolderSource:
+        return FolderSource("folder", self.root, batch_size=2, clock=Clock(CONTRACT_NOW))
+
+    def first_state(self) -> SourceState:
+        return SourceState(since=CONTRACT_NOW - timedelta(days=365))
+
+    def _put(self, name: str, text: str) -> None:
+        path = self.root / name
+        path.write_text(text)
+        settled = (CONTRACT_NOW - timedelta(hours=1)).timestamp()
+        os.utime(path, (settled, settled))
+
+    def add_runs(self, count: int) -> list[str]:
+        names = []
+        for _ in range(count):
+            self.count += 1
+            name = f"run-{self.count:03d}.gpx"
+            points = straight_route(3_000, lambda d: 300 + 0.03 * d)
+            start = CONTRACT_NOW - timedelta(days=60 - self.count)
+            self._put(name, gpx_track(points, start=start, sport="running"))
+            names.append(name)
+        return names
+
+    def add_bad(self) -> str:
+        self._put("broken.gpx", "<gpx><trk><trkseg><trkpt lat=")
+        return "broken.gpx"
+
+
+class TestFolderContract(SourceContract):
+    """The folder source keeps the SourceContract."""
+
+    @pytest.fixture
+    def world(self, tmp_path: Path) -> SourceWorld:
+        return FolderWorld(tmp_path / "contract")

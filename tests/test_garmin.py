@@ -10,11 +10,12 @@ import base64
 import io
 import json
 import logging
+import os
 import re
 import stat
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,13 @@ from hillsync.sources.garmin import (
     GARMIN_SPORTS,
     GarminAccount,
     GarminSource,
+    LoggedInClients,
     activity_from_summary,
     connect_garmin,
     disconnect_garmin,
     import_garmin_tokens,
 )
+from source_contract import SourceContract, SourceWorld
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
 
@@ -187,6 +190,7 @@ def make_source(
     needs_profile: Callable[[Activity], bool] = lambda a: False,
     page_size: int = 100,
     factory: Callable[..., Garmin] = Garmin,
+    clients: LoggedInClients | None = None,
 ) -> GarminSource:
     """A source with a fixed clock and a no-wait retry policy."""
     return GarminSource(
@@ -198,6 +202,7 @@ def make_source(
         retrying=no_wait(),
         garmin_factory=factory,
         page_size=page_size,
+        clients=clients,
     )
 
 
@@ -338,10 +343,12 @@ class FakeMfaGarmin:
         self.error = error
         self.codes: list[str] = []
         self.kwargs: dict[str, Any] = {}
+        self.tokenstores: list[str | None] = []
         self.client = self
 
     def login(self, tokenstore: str | None = None) -> tuple[str | None, Any]:
         """Return the MFA state, or fail as configured."""
+        self.tokenstores.append(tokenstore)
         if self.error is not None:
             raise self.error
         return ("needs_mfa", {"flow": "mobile"}) if self.needs_mfa else (None, None)
@@ -601,6 +608,7 @@ class TestBackfill:
         FakeGarminServer(rsps, hist)
         it = make_source(token_dir, page_size=10).fetch(first_state())
         first = [next(it), next(it)]
+        assert isinstance(it, Generator)  # closing the generator ends the fetch
         it.close()
         cursor = last_cursor(first)
         assert cursor["backfill"] is not None
@@ -661,12 +669,17 @@ class TestBackfill:
 class TestPoll:
     """Later syncs list newest first and stop at the known activities."""
 
+    clients: LoggedInClients
+
     def _synced(
         self, token_dir: Path, rsps: responses.RequestsMock, n: int = 30
     ) -> tuple[FakeGarminServer, dict[str, Any]]:
         add_profile(rsps)
         server = FakeGarminServer(rsps, history(n, days=60))
-        cursor = last_cursor(drain(make_source(token_dir).fetch(first_state())))
+        self.clients = LoggedInClients()
+        cursor = last_cursor(
+            drain(make_source(token_dir, clients=self.clients).fetch(first_state()))
+        )
         rsps.calls.reset()
         server.list_calls.clear()
         return server, cursor
@@ -677,7 +690,7 @@ class TestPoll:
         """With nothing new, a poll (by a freshly built source) is one request and no batch."""
         _, cursor = self._synced(token_dir, rsps)
         state = SourceState(since=NOW - timedelta(days=365), cursor=cursor)
-        batches = drain(make_source(token_dir).fetch(state))
+        batches = drain(make_source(token_dir, clients=self.clients).fetch(state))
         assert ids(batches) == []
         assert len(rsps.calls) == 1
         assert rsps.calls[0].request.url.startswith(LIST_URL)  # type: ignore[union-attr]
@@ -836,10 +849,14 @@ class TestTokens:
         """A token file replaced (a reconnect) is logged in again instead of reusing the client."""
         add_profile(rsps)
         FakeGarminServer(rsps, history(3, days=5))
-        drain(make_source(token_dir).fetch(first_state()))
+        clients = LoggedInClients()
+        drain(make_source(token_dir, clients=clients).fetch(first_state()))
+        rsps.calls.reset()
+        drain(make_source(token_dir, clients=clients).fetch(first_state()))
+        assert rsps.calls[0].request.url != SOCIAL_URL  # the logged-in client was reused
         write_private_file(token_dir / "garmin_tokens.json", token_json().encode())
         rsps.calls.reset()
-        drain(make_source(token_dir).fetch(first_state()))
+        drain(make_source(token_dir, clients=clients).fetch(first_state()))
         assert rsps.calls[0].request.url == SOCIAL_URL
 
 
@@ -971,3 +988,254 @@ class TestOneProcessAtATime:
                 list(make_source(token_dir).fetch(SourceState(since=NOW - timedelta(days=30))))
         finally:
             os.close(fd)
+
+
+class GarminWorld:
+    """A Garmin Connect account behind the real garminconnect client (HTTP mocked)."""
+
+    def __init__(self, rsps: responses.RequestsMock, token_dir: Path) -> None:
+        add_profile(rsps)
+        self.server = FakeGarminServer(rsps, [])
+        self.token_dir = token_dir
+        self.last_id = 9000
+
+    def source(self) -> GarminSource:
+        return make_source(self.token_dir, page_size=2)
+
+    def first_state(self) -> SourceState:
+        return first_state()
+
+    def _next(self) -> tuple[int, datetime]:
+        self.last_id += 1
+        # Three days apart: Garmin's 2-day listing overlap covers at most the newest run.
+        return self.last_id, NOW - timedelta(days=40) + timedelta(days=3 * (self.last_id - 9000))
+
+    def add_runs(self, count: int) -> list[str]:
+        added = [summary(*self._next()) for _ in range(count)]
+        self.server.history.extend(added)
+        return [str(s["activityId"]) for s in added]
+
+    def add_bad(self) -> str:
+        bad = summary(*self._next())
+        bad["activityId"] = ""
+        self.server.history.append(bad)
+        return "garmin:"
+
+
+class TestGarminContract(SourceContract):
+    """The Garmin source keeps the SourceContract."""
+
+    caught_up_repeats = 1
+
+    @pytest.fixture
+    def world(self, rsps: responses.RequestsMock, token_dir: Path) -> SourceWorld:
+        return GarminWorld(rsps, token_dir)
+
+
+class Outage:
+    """Garmin's token service down: the API answers 401 and a refresh answers 503, until
+    `healed`; then both answer normally."""
+
+    def __init__(self, rsps: responses.RequestsMock, history_: list[dict[str, Any]]) -> None:
+        self.healed = False
+        self.token_posts = 0
+        server = FakeGarminServer(rsps, history_)
+        self.server = server
+
+        def profile(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+            if not self.healed:
+                return 401, {}, json.dumps({"message": "Token is not active"})
+            if "socialProfile" in str(request.url):
+                body = {"displayName": "hill-runner", "fullName": "H R", "profileId": 987654}
+                return 200, {}, json.dumps(body)
+            return 200, {}, json.dumps({"userData": {"measurementSystem": "metric"}})
+
+        def token(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+            self.token_posts += 1
+            if not self.healed:
+                return 503, {}, "<html>Service Unavailable</html>"
+            body = {"access_token": NEW_ACCESS_TOKEN, "refresh_token": NEW_REFRESH_TOKEN}
+            return 200, {}, json.dumps(body)
+
+        rsps.add_callback(responses.GET, SOCIAL_URL, callback=profile)
+        rsps.add_callback(responses.GET, SETTINGS_URL, callback=profile)
+        rsps.add_callback(responses.POST, TOKEN_URL, callback=token)
+
+
+class TestRefreshOutage:
+    """A 401 after a failed refresh heals by itself; only a sustained one asks to reconnect."""
+
+    def source(self, token_dir: Path, now: list[datetime]) -> GarminSource:
+        return GarminSource(
+            "garmin",
+            token_dir=token_dir,
+            needs_profile=lambda a: False,
+            clock=lambda: now[0],
+            retrying=no_wait(),
+        )
+
+    def test_two_hours_of_401_then_recovery(
+        self, token_dir: Path, rsps: responses.RequestsMock
+    ) -> None:
+        """Polls during two hours of refusals are retry-laters, never AuthRequired; then syncs."""
+        outage = Outage(rsps, history(3, days=5))
+        now = [NOW]
+        cursor: dict[str, Any] = {}
+        for minutes in (0, 30, 60, 90, 120):
+            now[0] = NOW + timedelta(minutes=minutes)
+            batches: list[Batch] = []
+            fetching = self.source(token_dir, now).fetch(first_state_with(cursor))
+            with pytest.raises(SourceUnavailable, match="HTTP 401; token refresh: HTTP 503"):
+                batches.extend(fetching)
+            cursor = last_cursor(batches, cursor)
+            assert cursor["auth_failing_since"] == NOW.isoformat()
+        assert outage.token_posts >= 5
+        outage.healed = True
+        now[0] = NOW + timedelta(minutes=135)
+        batches = drain(self.source(token_dir, now).fetch(first_state_with(cursor)))
+        assert sorted(ids(batches)) == ["1000", "1001", "1002"]
+        assert "auth_failing_since" not in last_cursor(batches, cursor)
+
+    def test_sustained_refusal_asks_to_reconnect(
+        self, token_dir: Path, rsps: responses.RequestsMock
+    ) -> None:
+        """Refusals that began six hours ago give AuthRequired naming the command."""
+        Outage(rsps, [])
+        since = NOW - timedelta(hours=6, minutes=1)
+        state = first_state_with({"auth_failing_since": since.isoformat()})
+        with pytest.raises(AuthRequired, match=r"since .* run hillsync connect garmin"):
+            drain(self.source(token_dir, [NOW]).fetch(state))
+
+    def test_revoked_refresh_is_immediate(
+        self, token_dir: Path, rsps: responses.RequestsMock
+    ) -> None:
+        """A refresh Garmin refuses (400 invalid_grant) means revoked: AuthRequired at once."""
+        add_profile(rsps, status=401)
+        rsps.add(responses.POST, TOKEN_URL, status=400, json={"error": "invalid_grant"})
+        with pytest.raises(AuthRequired) as info:
+            drain(self.source(token_dir, [NOW]).fetch(first_state()))
+        assert not isinstance(info.value, SourceUnavailable)
+
+
+def first_state_with(cursor: dict[str, Any]) -> SourceState:
+    """A first-sync state carrying `cursor`."""
+    return SourceState(since=NOW - timedelta(days=365), cursor=cursor)
+
+
+MFA_VERIFY = "https://sso.garmin.com/portal/api/mfa/verifyCode"
+MFA_VERIFY_ALT = "https://sso.garmin.com/mobile/api/mfa/verifyCode"
+#: What garminconnect's login(return_on_mfa=True) hands back after the password step.
+MFA_STATE: dict[str, Any] = {
+    "domain": "garmin.com",
+    "flow": "portal",
+    "method": "email",
+    "login_params": {},
+    "post_headers": {},
+    "service_url": None,
+    "csrf_token": None,
+    "impersonate": None,
+    "cookies": [],
+}
+
+
+class PasswordStepDone(Garmin):
+    """The real client, its password step (an SSO flow not worth mocking) already done."""
+
+    def login(self, /, tokenstore: str | None = None) -> tuple[str | None, Any]:
+        """Garmin wants an MFA code."""
+        return "needs_mfa", MFA_STATE
+
+
+class TestMfaRetry:
+    """A mistyped MFA code is retried on the same login session, up to three codes."""
+
+    def mfa(self, rsps: responses.RequestsMock, good: str) -> list[str]:
+        codes: list[str] = []
+
+        def verify(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+            code = json.loads(request.body or b"{}")["mfaVerificationCode"]
+            codes.append(code)
+            if code == good:
+                body = {"responseStatus": {"type": "SUCCESSFUL"}, "serviceTicketId": "ST-1"}
+                return 200, {}, json.dumps(body)
+            return 200, {}, json.dumps({"responseStatus": {"type": "INVALID_MFA_CODE"}})
+
+        rsps.add_callback(responses.POST, MFA_VERIFY, callback=verify)
+        rsps.add_callback(responses.POST, MFA_VERIFY_ALT, callback=verify)
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            json={"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN},
+        )
+        add_profile(rsps)
+        return codes
+
+    def connect(self, tmp_path: Path, typed: list[str], said: list[str]) -> GarminAccount:
+        def factory(**kwargs: Any) -> Garmin:
+            return PasswordStepDone(**kwargs) if "email" in kwargs else Garmin(**kwargs)
+
+        return connect_garmin(
+            tmp_path / "g",
+            email="me@example.org",
+            password_prompt=lambda: PASSWORD,
+            mfa_prompt=lambda: typed.pop(0),
+            environ={},
+            garmin_factory=factory,
+            say=said.append,
+        )
+
+    def test_third_code_works(self, tmp_path: Path, rsps: responses.RequestsMock) -> None:
+        """Two wrong codes, then the right one: connected, and told twice to try again."""
+        verified = self.mfa(rsps, good="123456")
+        said: list[str] = []
+        account = self.connect(tmp_path, ["111111", "222222", "123456"], said)
+        assert account.display_name == "hill-runner"
+        assert [c for c in verified if c != "123456"] == ["111111"] * 2 + ["222222"] * 2
+        assert said == [
+            "Garmin refused that MFA code; try again (2 left)",
+            "Garmin refused that MFA code; try again (1 left)",
+        ]
+        assert json.loads((tmp_path / "g" / "garmin_tokens.json").read_text())["di_token"]
+
+    def test_three_wrong_codes(self, tmp_path: Path, rsps: responses.RequestsMock) -> None:
+        """Three refused codes end the login with one line and no token file."""
+        self.mfa(rsps, good="999999")
+        with pytest.raises(AuthRequired, match="refused the MFA code 3 times"):
+            self.connect(tmp_path, ["1", "2", "3"], [])
+        assert not (tmp_path / "g" / "garmin_tokens.json").exists()
+
+
+class TestTokenPath:
+    """hillsync's own token path: resolved to its real path, GARMINTOKENS never read."""
+
+    def test_symlinked_state_directory(self, tmp_path: Path, rsps: responses.RequestsMock) -> None:
+        """A token folder reached through a symlink not owned by root still logs in."""
+        real = tmp_path / "real-home"
+        real.mkdir()
+        link = tmp_path / "home"
+        link.symlink_to(real)
+        os.lchown(link, 4321, 4321)  # as a user's own link would be: garminconnect refuses it
+        folder = link / "state" / "garmin"
+        write_private_file(folder / "garmin_tokens.json", token_json().encode())
+        add_profile(rsps)
+        FakeGarminServer(rsps, history(2, days=5))
+        assert sorted(ids(drain(make_source(folder).fetch(first_state())))) == ["1000", "1001"]
+
+    def test_garmintokens_is_ignored(
+        self, tmp_path: Path, rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With GARMINTOKENS set, connect still logs in with the password (a path is given)."""
+        monkeypatch.setenv("GARMINTOKENS", token_json())
+        add_profile(rsps)
+        fake = FakeMfaGarmin(needs_mfa=False)
+        connect_garmin(
+            tmp_path / "g",
+            email="me@example.org",
+            password_prompt=lambda: PASSWORD,
+            mfa_prompt=lambda: "1",
+            environ={},
+            garmin_factory=mfa_factory(fake),
+        )
+        assert fake.tokenstores
+        assert all(t is not None for t in fake.tokenstores)
+        assert not Path(fake.tokenstores[0] or "").exists()

@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from helpers import Clock
 from hillsync.errors import ConfigError
 from hillsync.model import Message, Secret
 from hillsync.notify import DeliveryResult, Notifier, default_backoff, redact_url
@@ -22,19 +23,6 @@ T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 GOOD = "json://good.invalid/hook"
 DEAD = "ntfy://ntfy.invalid/s3cret-topic"
 MESSAGE = Message(kind="balance_high", title="Hill share high", body="Swap one hill run.")
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 class FakeApprise:

@@ -316,3 +316,133 @@ class TestFitCrc:
             ], f"silent change from a flip at byte {pos}"
             outcomes["unchanged"] += 1
         assert outcomes["rejected"] + outcomes["warned"] >= 38
+
+
+class TestWhyStored:
+    """`activities --json` carries each run's elevation_source and reason, kept in the store."""
+
+    def test_sync_then_activities(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A synced hilly FIT run says device totals and why it is uphill; reclassify keeps it."""
+        folder = tmp_path / "runs"
+        folder.mkdir()
+        (folder / "hilly.fit").write_bytes((FIT / "2013-02-06-12-11-14.fit").read_bytes())
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n\n'
+            f'[[sources.folder]]\npath = "{folder}"\n'
+        )
+        env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+        assert main(["--config", str(config), "sync"], environ=env) == 0
+        capsys.readouterr()
+        for command in (["activities", "--json"], ["reclassify"]):
+            main(["--config", str(config), *command], environ=env)
+        out = capsys.readouterr().out
+        runs = json.loads(out[: out.rindex("]") + 1])
+        assert [(r["elevation_source"], r["reason"]) for r in runs] == [
+            ("device", "168 m up over 4.8 km = 35 m/km >= 15: uphill")
+        ]
+
+
+class FolderCli:
+    """`hillsync` run in-process on one folder source and a throw-away SQLite database."""
+
+    def __init__(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.folder = tmp_path / "runs"
+        self.folder.mkdir()
+        self.config = tmp_path / "config.toml"
+        self.config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n\n'
+            f'[[sources.folder]]\npath = "{self.folder}"\n'
+        )
+        self.env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str]:
+        code = main(["--config", str(self.config), *args], environ=self.env)
+        return code, self.capsys.readouterr().out
+
+    def sources(self) -> list[str]:
+        code, out = self("activities", "--json")
+        assert code == 0
+        return sorted(s["source_id"] for r in json.loads(out) for s in r["sources"])
+
+    def copy(self, name: str, target: str | None = None) -> Path:
+        path = self.folder / (target or name)
+        path.write_bytes((FIT / name).read_bytes())
+        return path
+
+
+@pytest.fixture
+def folder_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> FolderCli:
+    return FolderCli(tmp_path, capsys)
+
+
+class TestFolderCompleteness:
+    """A folder's files are judged complete by their content, never by their age."""
+
+    def test_copy_then_sync(self, folder_cli: FolderCli) -> None:
+        """Files copied a moment ago are imported by the very next sync, with every count."""
+        folder_cli.copy("activity-small-fenix2-run.fit")
+        folder_cli.copy("2013-02-06-12-11-14.fit")
+        code, out = folder_cli("sync")
+        assert code == 0
+        assert "folder: 2 new, 0 updated, 0 deleted, 0 rejected, 0 waiting" in out
+        assert folder_cli.sources() == ["2013-02-06-12-11-14.fit", "activity-small-fenix2-run.fit"]
+
+    def test_half_written_waits(self, folder_cli: FolderCli) -> None:
+        """A FIT still being written (cut, just changed) waits, then is read once complete."""
+        data = (FIT / "activity-small-fenix2-run.fit").read_bytes()
+        path = folder_cli.folder / "live.fit"
+        path.write_bytes(data[: len(data) // 2])
+        code, out = folder_cli("sync")
+        assert code == 0
+        assert "0 new, 0 updated, 0 deleted, 0 rejected, 1 waiting" in out
+        assert folder_cli.sources() == []
+        path.write_bytes(data)
+        _code, out = folder_cli("sync")
+        assert "1 new" in out
+        assert "0 waiting" in out
+        assert folder_cli.sources() == ["live.fit"]
+
+    def test_restore_after_delete(self, folder_cli: FolderCli, tmp_path: Path) -> None:
+        """A file moved away (sync --full deletes its run) and moved back is imported again."""
+        path = folder_cli.copy("activity-small-fenix2-run.fit")
+        folder_cli.copy("2013-02-06-12-11-14.fit")
+        folder_cli("sync")
+        aside = tmp_path / "aside.fit"
+        path.rename(aside)
+        code, out = folder_cli("sync", "--full")
+        assert code == 0
+        assert "1 deleted" in out
+        assert folder_cli.sources() == ["2013-02-06-12-11-14.fit"]
+        aside.rename(path)  # unchanged: same size and mtime as when it was first seen
+        _code, out = folder_cli("sync")
+        assert folder_cli.sources() == ["2013-02-06-12-11-14.fit", "activity-small-fenix2-run.fit"]
+
+    def test_ctrl_c_then_status(
+        self, folder_cli: FolderCli, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ctrl-C during sync is `interrupted` in status (no error, no backoff); the next sync
+        finishes the work."""
+        from hillsync.sources import fileformats, files
+
+        folder_cli.copy("activity-small-fenix2-run.fit", "a.fit")
+        folder_cli.copy("2013-02-06-12-11-14.fit", "b.fit")
+        real = fileformats.read_activities
+
+        def interrupted(path: Path, **kwargs: object) -> object:
+            if path.name == "b.fit":
+                raise KeyboardInterrupt
+            return real(path, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(files, "read_activities", interrupted)
+        code, _ = folder_cli("sync")
+        assert code == 130
+        code, out = folder_cli("status", "--json")
+        source = json.loads(out)["sources"][0]
+        assert source["state"] == "interrupted"
+        assert "unexpected" not in (source["last_error"] or "")
+        monkeypatch.setattr(files, "read_activities", real)
+        code, out = folder_cli("sync")
+        assert code == 0
+        assert folder_cli.sources() == ["a.fit", "b.fit"]

@@ -13,7 +13,7 @@ from hillsync.model import RUN_SPORTS, Activity, Batch, Classification, Profile,
 from hillsync.store import repo
 from hillsync.store.codec import decode_profile, encode_profile
 from hillsync.store.db import Database
-from hillsync.store.tables import ActivityRow, Run, SyncState
+from hillsync.store.tables import ActivityRow, Run, SeenItem, SyncState
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 START = datetime(2026, 5, 30, 7, 0, tzinfo=UTC)
@@ -227,12 +227,12 @@ class TestSaveBatch:
             assert s.scalars(select(ActivityRow.deleted_at)).one() == NOW
 
 
-def state_items(s: object, state: SyncState) -> list[repo.SeenItem]:
+def state_items(s: object, state: SyncState) -> list[SeenItem]:
     """Every seen item of a state."""
     from sqlalchemy.orm import Session
 
     assert isinstance(s, Session)
-    return list(s.scalars(select(repo.SeenItem).where(repo.SeenItem.sync_state_id == state.id)))
+    return list(s.scalars(select(SeenItem).where(SeenItem.sync_state_id == state.id)))
 
 
 class TestSyncState:

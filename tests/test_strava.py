@@ -22,21 +22,33 @@ import responses
 import tenacity
 from structlog.testing import capture_logs
 
-from hillsync.errors import AuthRequired, RateLimited, SourceUnavailable
+from helpers import Clock
+from hillsync.errors import (
+    AccessRevoked,
+    AuthRequired,
+    ConfigError,
+    RateLimited,
+    SourceUnavailable,
+)
 from hillsync.model import Activity, Batch, Secret, is_loop
 from hillsync.sources.base import SourceState
 from hillsync.sources.oauth import RedirectListener
 from hillsync.sources.strava import (
+    Disconnected,
+    StravaApp,
     StravaSource,
     activity_from_summary,
     connect_strava,
     disconnect_strava,
     map_sport,
 )
+from source_contract import SourceContract, SourceWorld
 
 DATA = Path(__file__).parent / "data" / "strava"
 API = "https://www.strava.com/api/v3"
 TOKEN_URL = "https://www.strava.com/oauth/token"
+REVOKE_URL = "https://www.strava.com/oauth/revoke"
+DEAUTH_URL = "https://www.strava.com/oauth/deauthorize"
 LIST_URL = f"{API}/athlete/activities"
 STREAMS_RE = re.compile(rf"{re.escape(API)}/activities/(\d+)/streams.*")
 CLIENT_ID = 4242
@@ -44,6 +56,17 @@ CLIENT_SECRET = "CLIENT-SECRET-fedcba9876543210"
 ACCESS = "ACCESS-live-1111222233334444"
 REFRESH = "REFRESH-live-5555666677778888"
 NOW = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
+APP = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET))
+
+
+UNAUTHORIZED = {
+    "message": "Authorization Error",
+    "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
+}
+REFRESH_INVALID = {
+    "message": "Bad Request",
+    "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "invalid"}],
+}
 
 
 def load(name: str) -> Any:
@@ -63,7 +86,7 @@ def summary(
     gain: float = 42.0,
 ) -> dict[str, Any]:
     """A list-page summary shaped like Strava's SummaryActivity example."""
-    raw = copy.deepcopy(TEMPLATE)
+    raw: dict[str, Any] = copy.deepcopy(TEMPLATE)
     raw.update(
         id=ident,
         sport_type=sport_type,
@@ -157,16 +180,6 @@ def write_tokens(
     path.chmod(0o600)
 
 
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def no_wait() -> tenacity.Retrying:
     return tenacity.Retrying(
         wait=tenacity.wait_none(), stop=tenacity.stop_after_attempt(3), sleep=lambda _s: None
@@ -192,7 +205,7 @@ def make_source(
         client_secret=Secret(CLIENT_SECRET),
         token_path=token_path,
         needs_profile=needs_profile,
-        clock=clock or Clock(),
+        clock=clock or Clock(NOW),
         retrying=no_wait(),
         **kwargs,
     )
@@ -277,9 +290,7 @@ class TestConnect:
         self.exchange(rsps)
         path = tmp_path / "state" / "strava" / "me.json"
         said: list[str] = []
-        account = connect_strava(
-            CLIENT_ID, Secret(CLIENT_SECRET), path, code="abc", say=said.append
-        )
+        account = connect_strava(APP, path, code="abc", say=said.append)
         assert account.remote_id == "134815"
         assert account.display_name == "Anna Berg"
         stored = json.loads(path.read_text())
@@ -291,13 +302,18 @@ class TestConnect:
         assert "code=abc" in str(body)
         assert "grant_type=authorization_code" in str(body)
 
+    rsps: responses.RequestsMock
+
+    @pytest.fixture(autouse=True)
+    def _mock(self, rsps: responses.RequestsMock) -> None:
+        self.rsps = rsps
+
     def start_pending(self, path: Path) -> str:
         """Print the URL headless (the listener times out at once) and return it."""
         said: list[str] = []
         with pytest.raises(AuthRequired, match="no answer"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 path,
                 open_browser=False,
                 port=0,
@@ -307,6 +323,7 @@ class TestConnect:
         url = next(
             line for text in said for line in text.splitlines() if line.startswith("https://")
         )
+        self.rsps.calls.reset()  # the timeout's probe of the application
         return url
 
     def test_pasted_redirect(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -318,7 +335,7 @@ class TestConnect:
         assert query["redirect_uri"][0].startswith("http://127.0.0.1:")
         self.exchange(rsps)
         redirect = f"http://127.0.0.1:8721/authorized?state={query['state'][0]}&code=xyz&scope=read,activity:read_all"
-        account = connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+        account = connect_strava(APP, path, redirect_url=redirect)
         assert account.scope == "read,activity:read_all"
         assert path.exists()
         assert not path.with_name("strava.json.pending").exists()
@@ -333,7 +350,7 @@ class TestConnect:
             "http://127.0.0.1:8721/authorized?state=forged&code=xyz&scope=read,activity:read_all"
         )
         with pytest.raises(AuthRequired, match="state mismatch"):
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+            connect_strava(APP, path, redirect_url=redirect)
         assert len(rsps.calls) == 0
         assert not path.exists()
 
@@ -345,7 +362,7 @@ class TestConnect:
             f"http://127.0.0.1:8721/authorized?state={state}&code=xyz&scope=read,activity:read"
         )
         with pytest.raises(AuthRequired, match="without activity:read_all"):
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, redirect_url=redirect)
+            connect_strava(APP, path, redirect_url=redirect)
         assert len(rsps.calls) == 0
 
     def test_listener_flow(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -354,6 +371,7 @@ class TestConnect:
         self.exchange(rsps)
         path = tmp_path / "strava.json"
         pages: list[tuple[int, str]] = []
+        visitors: list[threading.Thread] = []
 
         def browser(text: str) -> None:
             url = next((w for w in text.split() if w.startswith("https://")), None)
@@ -372,21 +390,24 @@ class TestConnect:
                 with urllib.request.urlopen(target, timeout=5) as answer:
                     pages.append((answer.status, answer.read().decode()))
 
-            threading.Thread(target=visit, daemon=True).start()
+            visitor = threading.Thread(target=visit, daemon=True)
+            visitors.append(visitor)
+            visitor.start()
 
         account = connect_strava(
-            CLIENT_ID,
-            Secret(CLIENT_SECRET),
+            APP,
             path,
             open_browser=False,
             port=0,
             timeout_s=10,
             say=browser,
         )
+        visitors[0].join(5)
         assert account.remote_id == "134815"
         assert pages[0][0] == 404
         assert pages[1][0] == 200
         assert "hillsync is connected" in pages[1][1]
+        assert "Anna Berg is connected for me" in pages[1][1]
 
     def test_listener_refuses_state_mismatch(self) -> None:
         """The listener ends with AuthRequired when the redirect's state is not its own."""
@@ -412,8 +433,7 @@ class TestConnect:
         state = parse_qs(urlsplit(self.start_pending(path)).query)["state"][0]
         with pytest.raises(AuthRequired, match="denied"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 path,
                 redirect_url=f"http://127.0.0.1:8721/authorized?state={state}&error=access_denied",
             )
@@ -427,17 +447,17 @@ class TestConnect:
         self.exchange(rsps, body, 400)
         with pytest.raises(AuthRequired, match="hillsync connect strava"):
             connect_strava(
-                CLIENT_ID,
-                Secret(CLIENT_SECRET),
+                APP,
                 tmp_path / "t.json",
                 code="old",
                 say=lambda _s: None,
             )
 
     def test_disconnect(self, rsps: responses.RequestsMock, token_path: Path) -> None:
-        """Disconnecting deauthorizes and deletes the token file."""
-        rsps.add(responses.POST, "https://www.strava.com/api/v3/oauth/deauthorize", json={})
-        disconnect_strava(CLIENT_ID, Secret(CLIENT_SECRET), token_path)
+        """Disconnecting revokes (oauth/revoke) and deletes the token file."""
+        rsps.add(responses.POST, REVOKE_URL, json={})
+        result = disconnect_strava(APP, token_path, now=NOW)
+        assert result == Disconnected(revoked=True, endpoint="revoke")
         assert not token_path.exists()
         assert rsps.calls[0].request.headers["Authorization"] == f"Bearer {ACCESS}"
 
@@ -527,7 +547,7 @@ class TestPolling:
     def test_resume_after_rate_limit(self, rsps: responses.RequestsMock, token_path: Path) -> None:
         """A backfill stopped by the budget resumes from its cursor without listing twice."""
         fake = FakeStrava(rsps, history(450))
-        clock = Clock()
+        clock = Clock(NOW)
         source = make_source(token_path, clock=clock)
         batches: list[Batch] = []
 
@@ -654,18 +674,21 @@ class TestTokens:
         assert json.loads(path.read_text())["refresh_token"] == REFRESH
 
     def test_401_on_list(self, rsps: responses.RequestsMock, token_path: Path) -> None:
-        """A revoked access token gives AuthRequired naming the command."""
-        rsps.add(
-            responses.GET,
-            LIST_URL,
-            status=401,
-            json={
-                "message": "Authorization Error",
-                "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
-            },
-        )
-        with pytest.raises(AuthRequired, match="run hillsync connect strava"):
+        """A 401 whose forced refresh works but is refused again gives AuthRequired."""
+        rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+        self.refresh_response(rsps)
+        with pytest.raises(AuthRequired, match="run hillsync connect strava") as caught:
             run_fetch(make_source(token_path), first_state())
+        assert not isinstance(caught.value, AccessRevoked)
+        assert [c.request.url for c in rsps.calls].count(TOKEN_URL) == 1
+
+    def test_revocation_401(self, rsps: responses.RequestsMock, token_path: Path) -> None:
+        """A 401 whose refresh Strava refuses as invalid means the athlete revoked access."""
+        rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+        with pytest.raises(AccessRevoked, match="revoked hillsync's access") as caught:
+            run_fetch(make_source(token_path), first_state())
+        assert caught.value.command == "hillsync connect strava"
 
     def test_403_inactive_application(self, rsps: responses.RequestsMock, token_path: Path) -> None:
         """Strava's 403 for an inactive app gives one clear line naming the fix and the command."""
@@ -756,7 +779,7 @@ class TestSecrets:
         rsps.add(responses.POST, TOKEN_URL, json=load("oauth_exchange.json"))
         errors: list[str] = []
         with capture_logs() as events:
-            connect_strava(CLIENT_ID, Secret(CLIENT_SECRET), path, code="the-code-123456")
+            connect_strava(APP, path, code="the-code-123456")
             data = json.loads(path.read_text())
             data["expires_at"] = int((NOW - timedelta(minutes=1)).timestamp())
             path.write_text(json.dumps(data))
@@ -847,3 +870,375 @@ class TestOddAnswers:
         )
         batches = run_fetch(make_source(token_path), first_state())
         assert [a for b in batches for a in b.activities] == []
+
+
+class StravaWorld:
+    """A Strava account behind the real stravalib client (HTTP mocked) for the contract."""
+
+    def __init__(self, rsps: responses.RequestsMock, token_path: Path) -> None:
+        self.fake = FakeStrava(rsps, [])
+        self.token_path = token_path
+        self.last_id = 5000
+
+    def source(self) -> StravaSource:
+        return make_source(self.token_path)
+
+    def first_state(self) -> SourceState:
+        return first_state()
+
+    def _add(self, raw: dict[str, Any]) -> str:
+        self.fake.activities.append(raw)
+        self.fake.activities.sort(key=lambda a: a["start_date"])
+        return str(raw["id"])
+
+    def _next(self) -> tuple[int, datetime]:
+        self.last_id += 1
+        # Three days apart: Strava's 2-day listing overlap covers at most the newest run.
+        return self.last_id, NOW - timedelta(days=40) + timedelta(days=3 * (self.last_id - 5000))
+
+    def add_runs(self, count: int) -> list[str]:
+        return [self._add(summary(*self._next())) for _ in range(count)]
+
+    def add_bad(self) -> str:
+        bad = summary(*self._next())
+        bad["distance"] = "a long way"
+        return self._add(bad)
+
+
+class TestStravaContract(SourceContract):
+    """The Strava source keeps the SourceContract."""
+
+    caught_up_repeats = 1
+
+    @pytest.fixture
+    def world(self, rsps: responses.RequestsMock, token_path: Path) -> SourceWorld:
+        return StravaWorld(rsps, token_path)
+
+
+def visit_redirect(
+    said: list[str], pages: list[tuple[int, str]], threads: list[threading.Thread], scope: str
+) -> Callable[[str], None]:
+    """A browser stand-in: follows the printed URL's redirect with `scope` granted."""
+
+    def browser(text: str) -> None:
+        said.append(text)
+        url = next((w for w in text.split() if w.startswith("https://")), None)
+        if url is None:
+            return
+        query = parse_qs(urlsplit(url).query)
+        target = f"{query['redirect_uri'][0]}?state={query['state'][0]}&code=c0de&scope={scope}"
+
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(target, timeout=10) as answer:
+                    pages.append((answer.status, answer.read().decode()))
+            except urllib.error.HTTPError as e:
+                pages.append((e.code, e.read().decode()))
+
+        thread = threading.Thread(target=visit, daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    return browser
+
+
+class TestBrowserPage:
+    """The listener's page answers after the exchange and the scope check, with their outcome."""
+
+    def test_failed_scope(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A grant without activity:read_all shows the terminal's message, not 'connected'."""
+        rsps.add_passthru("http://127.0.0.1")
+        said: list[str] = []
+        pages: list[tuple[int, str]] = []
+        threads: list[threading.Thread] = []
+        with pytest.raises(AuthRequired, match="without activity:read_all") as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=10,
+                say=visit_redirect(said, pages, threads, "read,activity:read"),
+            )
+        threads[0].join(10)
+        status, body = pages[0]
+        assert "hillsync could not connect" in body
+        assert "hillsync is connected" not in body
+        assert str(caught.value).replace("'", "&#x27;") in body
+        assert [c.request.url for c in rsps.calls] == []  # no exchange for a short scope
+        assert status == 200
+
+    def test_failed_exchange(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A code Strava refuses shows the refusal on the page, and no token file is written."""
+        rsps.add_passthru("http://127.0.0.1")
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=400,
+            json={
+                "message": "Bad Request",
+                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
+            },
+        )
+        pages: list[tuple[int, str]] = []
+        threads: list[threading.Thread] = []
+        with pytest.raises(AuthRequired, match="refused the authorization code"):
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=10,
+                say=visit_redirect([], pages, threads, "read,activity:read_all"),
+            )
+        threads[0].join(10)
+        assert "refused the authorization code" in pages[0][1]
+        assert "hillsync is connected" not in pages[0][1]
+        assert not (tmp_path / "t.json").exists()
+
+
+class TestAthleteLimit:
+    """When Strava never redirects, the timeout says why when it can tell."""
+
+    def test_limit_with_another_athlete(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """An application already used by anna: the message names the limit and the fix."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=400,
+            json={
+                "message": "Bad Request",
+                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
+            },
+        )
+        with pytest.raises(AuthRequired) as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+                athlete="bo",
+                command="hillsync connect strava --athlete bo",
+                others_on_app=["anna"],
+            )
+        message = str(caught.value)
+        assert "Limit of connected athletes exceeded" in message
+        assert f"Application {CLIENT_ID} already connects anna" in message
+        assert "[athletes.bo.sources.strava] client_id and client_secret" in message
+        assert "hillsync connect strava --athlete bo" in message
+        assert "\n" not in message
+        assert CLIENT_SECRET not in message
+
+    def test_limit_possible_without_other_athlete(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """With no other athlete known here, the timeout still names the limit as a cause."""
+        rsps.add(responses.POST, TOKEN_URL, status=400, json={"message": "Bad Request"})
+        with pytest.raises(AuthRequired, match="no answer from the browser") as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+            )
+        assert "Limit of connected athletes exceeded" in str(caught.value)
+
+    def test_inactive_application(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """An inactive application (403 Application Inactive) is named as the reason."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=403,
+            json={
+                "message": "Forbidden",
+                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
+            },
+        )
+        with pytest.raises(AuthRequired) as caught:
+            connect_strava(
+                APP,
+                tmp_path / "t.json",
+                open_browser=False,
+                port=0,
+                timeout_s=0.05,
+                say=lambda _s: None,
+            )
+        assert "inactive (403 Application Inactive)" in str(caught.value)
+        assert "paid Strava subscription" in str(caught.value)
+        probe = rsps.calls[0].request.body
+        assert "hillsync-application-probe" in str(probe)
+
+    def test_429_at_exchange(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A 429 at the token exchange says Strava is rate limiting and for how long."""
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=429,
+            json={"message": "Rate Limit Exceeded"},
+            headers={"X-RateLimit-Usage": "201,300", "X-RateLimit-Limit": "200,2000"},
+        )
+        with pytest.raises(RateLimited, match=r"Strava is rate limiting; try again in \d+ minutes"):
+            connect_strava(APP, tmp_path / "t.json", code="abc", say=lambda _s: None)
+
+
+class TestApiBase:
+    """`api_base` moves every call: the API, the token refresh, the exchange and the revocation."""
+
+    BASE = "https://www.api-v3.strava.example/v3"
+
+    def test_every_call_uses_api_base(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A refresh, a listing and a revocation all go to the configured host."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        host = "https://www.api-v3.strava.example"
+        rsps.add(
+            responses.POST,
+            f"{host}/oauth/token",
+            json={
+                "access_token": "ACCESS-new-host-0000",
+                "refresh_token": "REFRESH-new-host-0000",
+                "expires_at": int((NOW + timedelta(hours=6)).timestamp()),
+            },
+        )
+        rsps.add(responses.GET, f"{self.BASE}/athlete/activities", json=[])
+        rsps.add(responses.POST, f"{host}/oauth/revoke", json={})
+        run_fetch(make_source(path, api_base=self.BASE), first_state())
+        app = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET), api_base=self.BASE)
+        assert disconnect_strava(app, path, now=NOW).endpoint == "revoke"
+        urls = [str(c.request.url).split("?")[0] for c in rsps.calls]
+        assert urls == [
+            f"{host}/oauth/token",
+            f"{self.BASE}/athlete/activities",
+            f"{host}/oauth/revoke",
+        ]
+
+    def test_exchange_uses_api_base(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """The code exchange goes to the configured host too."""
+        rsps.add(
+            responses.POST,
+            "https://www.api-v3.strava.example/oauth/token",
+            json=load("oauth_exchange.json"),
+        )
+        app = StravaApp(CLIENT_ID, Secret(CLIENT_SECRET), api_base=self.BASE)
+        account = connect_strava(app, tmp_path / "t.json", code="abc", say=lambda _s: None)
+        assert account.remote_id == "134815"
+
+    def test_http_api_base_refused(self, tmp_path: Path) -> None:
+        """An api_base that is not https is a config error naming the key."""
+        with pytest.raises(ConfigError, match=r"sources\.strava\.api_base"):
+            make_source(tmp_path / "t.json", api_base="http://insecure.example/api")
+
+
+class TestRevoke:
+    """Revocation: `oauth/revoke` first, `oauth/deauthorize` where revoke does not exist yet."""
+
+    def test_falls_back_to_deauthorize(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """A 404 from oauth/revoke is followed by oauth/deauthorize with the same token."""
+        rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Record Not Found"})
+        rsps.add(responses.POST, DEAUTH_URL, json={"access_token": ACCESS})
+        result = disconnect_strava(APP, token_path, now=NOW)
+        assert result == Disconnected(revoked=True, endpoint="deauthorize")
+        assert [c.request.url for c in rsps.calls] == [REVOKE_URL, DEAUTH_URL]
+        assert all(c.request.headers["Authorization"] == f"Bearer {ACCESS}" for c in rsps.calls)
+        assert not token_path.exists()
+
+    def test_expired_token_refreshed_first(
+        self, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """An expired access token is refreshed so that the revocation carries a live one."""
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(hours=1))
+        TestTokens().refresh_response(rsps)
+        rsps.add(responses.POST, REVOKE_URL, json={})
+        assert disconnect_strava(APP, path, now=NOW).revoked
+        assert rsps.calls[1].request.headers["Authorization"] == (
+            "Bearer ACCESS-rotated-1-abcdefabcdef"
+        )
+
+    def test_unreachable_still_deletes_tokens(
+        self, rsps: responses.RequestsMock, token_path: Path
+    ) -> None:
+        """Strava unreachable: the tokens are deleted anyway and the result says not revoked."""
+        rsps.add(responses.POST, REVOKE_URL, body=requests.ConnectionError("down"))
+        assert disconnect_strava(APP, token_path, now=NOW) == Disconnected(revoked=False)
+        assert [c.request.url for c in rsps.calls] == [REVOKE_URL]
+        assert not token_path.exists()
+
+
+class TestSecretsInNewPaths:
+    """The timeout diagnosis, revocation and a revoked 401 leak no secret anywhere."""
+
+    def test_nothing_leaks(
+        self,
+        rsps: responses.RequestsMock,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Client secret, access and refresh tokens stay out of logs, output and errors."""
+        caplog.set_level(logging.DEBUG)
+        errors: list[str] = []
+        rsps.add(
+            responses.POST,
+            TOKEN_URL,
+            status=403,
+            json={
+                "message": "Forbidden",
+                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
+            },
+        )
+        path = tmp_path / "me.json"
+        with capture_logs() as events:
+            try:
+                connect_strava(
+                    APP, path, open_browser=False, port=0, timeout_s=0.05, say=lambda _s: None
+                )
+            except AuthRequired as e:
+                errors.append(str(e))
+            write_tokens(path, expires_at=NOW + timedelta(hours=5))
+            rsps.replace(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+            rsps.add(responses.GET, LIST_URL, status=401, json=UNAUTHORIZED)
+            try:
+                run_fetch(make_source(path), first_state())
+            except AccessRevoked as e:
+                errors.append(str(e))
+            rsps.add(responses.POST, REVOKE_URL, status=404, json={"message": "Not Found"})
+            rsps.add(responses.POST, DEAUTH_URL, status=401, json=UNAUTHORIZED)
+            disconnect_strava(APP, path, now=NOW)
+        out = capsys.readouterr()
+        text = "\n".join([caplog.text, repr(events), *errors, out.out, out.err])
+        assert len(errors) == 2
+        for secret in (CLIENT_SECRET, ACCESS, REFRESH):
+            assert secret not in text
+
+
+class TestTokenLock:
+    """Waiting for another process's refresh never holds up a shutdown."""
+
+    def test_busy_lock_gives_up_after_the_timeout(self, tmp_path: Path) -> None:
+        """With the lock held elsewhere, the refresh gives up after a few seconds of fake time."""
+        import fcntl
+        import os
+
+        path = tmp_path / "me.json"
+        write_tokens(path, expires_at=NOW - timedelta(minutes=1))
+        fd = os.open(path.with_name("me.json.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        elapsed = [0.0]
+
+        def sleep(seconds: float) -> None:
+            elapsed[0] += seconds
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            source = make_source(path, sleep=sleep, monotonic=lambda: elapsed[0])
+            with pytest.raises(SourceUnavailable, match="another hillsync process"):
+                run_fetch(source, first_state())
+        finally:
+            os.close(fd)
+        assert 0 < elapsed[0] <= 10

@@ -22,6 +22,7 @@ import tenacity
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
+from helpers import Clock, gpx_track
 from hillsync import paths
 from hillsync.cli import main
 from hillsync.config import (
@@ -42,7 +43,7 @@ from hillsync.store.tables import ActivityRow, OutboxDelivery, OutboxMessage
 from hillsync.worker import Worker
 from test_garmin import FakeGarminServer, add_profile, token_json
 from test_garmin import summary as garmin_summary
-from test_strava import LIST_URL, FakeStrava, write_tokens
+from test_strava import LIST_URL, REFRESH_INVALID, TOKEN_URL, FakeStrava, write_tokens
 from test_strava import summary as strava_summary
 
 pytestmark = pytest.mark.usefixtures("garmin_offline")
@@ -53,16 +54,6 @@ SECRET_ENV = "HILLSYNC_TEST_STRAVA_SECRET"
 NOW = datetime(2026, 3, 10, 12, 5, tzinfo=UTC)
 FIT = Path(__file__).parent / "data" / "fit"
 HILLY_FIT = FIT / "2013-02-06-12-11-14.fit"
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def no_wait() -> tenacity.Retrying:
@@ -175,7 +166,7 @@ class TestStravaSync:
                 strava_summary(504, NOW - timedelta(hours=5), gain=400.0),
             ],
         )
-        result = env.worker(Clock()).sync_cycle()
+        result = env.worker(Clock(NOW)).sync_cycle()
         assert [(o.name, o.state, o.new) for o in result.outcomes] == [("strava", "ok", 4)]
         assert fake.stream_calls == [502]
         runs = env.runs()
@@ -201,7 +192,7 @@ class TestStravaSync:
         """A second cycle with nothing new stores nothing and costs one list request."""
         env.connect_strava(NOW + timedelta(hours=5))
         fake = FakeStrava(rsps, [strava_summary(601, NOW - timedelta(days=3))])
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         worker.sync_cycle()
         fake.list_calls.clear()
         again = worker.sync_cycle()
@@ -213,7 +204,7 @@ class TestStravaSync:
         """`status --json` shows the read budget as Strava's headers last reported it."""
         env.connect_strava(NOW + timedelta(hours=5))
         FakeStrava(rsps, [strava_summary(601, NOW - timedelta(days=3))])
-        env.worker(Clock()).sync_cycle()
+        env.worker(Clock(NOW)).sync_cycle()
         code, out, err = env.cli("status", "--json")
         assert code == 0, err
         [strava] = [s for s in json.loads(out)["sources"] if s["kind"] == "strava"]
@@ -235,7 +226,8 @@ class TestStravaRevoked:
             status=401,
             json={"message": "Authorization Error", "errors": [{"code": "invalid"}]},
         )
-        worker = env.worker(Clock())
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+        worker = env.worker(Clock(NOW))
         first = worker.sync_cycle()
         assert first.outcomes[0].state == "needs_auth"
         assert first.partial
@@ -243,15 +235,15 @@ class TestStravaRevoked:
         messages = env.messages()
         assert [m[0] for m in messages] == ["needs_auth"]
         assert "hillsync connect strava" in messages[0][2]
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2  # the list's 401, then the refused refresh
         second = worker.sync_cycle()
         assert second.outcomes[0].skipped is not None
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2
         assert len(env.messages()) == 1
         code, out, err = env.cli("sync")
         assert code == 3, err
         assert "strava: skipped" in out
-        assert len(rsps.calls) == 1
+        assert len(rsps.calls) == 2
         assert len(env.messages()) == 1
         with env.db.session() as session:
             account = repo.get_account(session, DEFAULT_ATHLETE, "strava")
@@ -262,7 +254,8 @@ class TestStravaRevoked:
         """`status --json` reports the revoked source as needs_auth with its error."""
         env.connect_strava(NOW + timedelta(hours=5))
         rsps.add(responses.GET, LIST_URL, status=401, json={"message": "Authorization Error"})
-        env.worker(Clock()).sync_cycle()
+        rsps.add(responses.POST, TOKEN_URL, status=400, json=REFRESH_INVALID)
+        env.worker(Clock(NOW)).sync_cycle()
         code, out, err = env.cli("status", "--json")
         assert code == 0, err
         (source,) = json.loads(out)["sources"]
@@ -317,7 +310,7 @@ class TestGarminAndStrava:
         on_strava = strava_summary(9001, start + timedelta(seconds=1), gain=42.0)
         on_strava["external_id"] = "garmin_ping_5001"
         FakeStrava(rsps, [on_strava])
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         kinds = ["garmin", "strava"] if order == "garmin_first" else ["strava", "garmin"]
         for kind in kinds:
             (outcome,) = worker.sync_cycle(only=kind).outcomes
@@ -372,16 +365,8 @@ class TestFileAndStrava:
 
 def gpx_climb(start: datetime, n: int = 2000) -> str:
     """A GPX run heading north about 3 m a point, one second apart, climbing 0.25 m a point."""
-    pts = "".join(
-        f'<trkpt lat="{46.0 + i * 0.000027:.6f}" lon="7.000000"><ele>{1000 + i * 0.25:.1f}</ele>'
-        f"<time>{(start + timedelta(seconds=i)).strftime('%Y-%m-%dT%H:%M:%SZ')}</time></trkpt>"
-        for i in range(n)
-    )
-    return (
-        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
-        'xmlns="http://www.topografix.com/GPX/1/1">'
-        f"<trk><type>running</type><trkseg>{pts}</trkseg></trk></gpx>"
-    )
+    points = [(46.0 + i * 0.000027, 7.0, 1000 + i * 0.25) for i in range(n)]
+    return gpx_track(points, start=start, sport="running")
 
 
 class TestBalanceWarning:
@@ -449,7 +434,7 @@ class TestUnexpectedFailure:
         from hillsync.model import SourceKind
         from hillsync.registry import SourceSpec
 
-        clock = Clock()
+        clock = Clock(NOW)
         worker = env.worker(clock)
         spec = SourceSpec("folder", SourceKind.FOLDER, "me", 5.0, BrokenSource)
         with capture_logs() as events:
@@ -461,7 +446,9 @@ class TestUnexpectedFailure:
         state, next_sync = env.state("folder")
         assert state == "error"
         assert next_sync is not None
-        assert aware(next_sync) >= NOW + timedelta(minutes=5)
+        next_at = aware(next_sync)
+        assert next_at is not None
+        assert next_at >= NOW + timedelta(minutes=5)
 
 
 class TestSourceTypo:
@@ -471,7 +458,7 @@ class TestSourceTypo:
         """No balance is evaluated (so no warning can be queued) for a typo."""
         from hillsync.errors import UsageError
 
-        worker = env.worker(Clock())
+        worker = env.worker(Clock(NOW))
         called: list[str] = []
         monkeypatch.setattr(worker, "evaluate_balances", lambda: called.append("evaluated"))
         with pytest.raises(UsageError, match="stravva"):

@@ -37,6 +37,7 @@ from hillsync.model import (
     Message,
     RunForBalance,
 )
+from hillsync.staleness import Stale
 from hillsync.store import outbox
 from hillsync.store.tables import OutboxMessage
 
@@ -173,3 +174,32 @@ def enqueue_once(
     outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
     log.info("weekly_message", athlete=message.athlete, kind=message.kind, period=period)
     return True
+
+
+def stale_message(athlete: str, source: str, stale: Stale) -> Message:
+    """ "Your SOURCE has been silent": once per silence."""
+    return Message(
+        kind="stale",
+        title=f"hillsync: no runs from {source} for {stale.silent.days} days",
+        body=stale.describe(source) + ".",
+        athlete=athlete,
+    )
+
+
+def enqueue_stale(
+    session: Session,
+    athlete_id: int,
+    athlete: str,
+    source: str,
+    stale: Stale,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> OutboxMessage:
+    """Enqueue the silent-source message (the caller makes sure it is once per silence).
+    Nothing is committed."""
+    row = outbox.enqueue(
+        session, stale_message(athlete, source, stale), athlete_id=athlete_id, url_keys=url_keys,
+        now=now,
+    )  # fmt: skip
+    log.info("stale_message", athlete=athlete, source=source, days=stale.silent.days)
+    return row

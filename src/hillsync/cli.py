@@ -23,7 +23,7 @@ from hillsync import __version__
 from hillsync.app.context import AppContext
 from hillsync.balance import terrain_lines
 from hillsync.config import DEFAULT_ATHLETE, load_settings
-from hillsync.errors import ConfigError, HillsyncError
+from hillsync.errors import ConfigError, HillsyncError, UsageError
 from hillsync.logs import configure_logging, redact
 from hillsync.model import ACCOUNT_KINDS, BalanceReport, SourceKind, Terrain
 
@@ -112,12 +112,40 @@ def cmd_classify(cli: Cli) -> int:
     from hillsync.app.classify import classify_files
 
     settings = cli.ctx.settings
-    files = classify_files(cli.args.files, settings.classify, untyped=settings.sync.untyped)
+    names = cli.args.files
+    with classify_progress(len(names) > 1 and sys.stderr.isatty()) as progress:
+        files = classify_files(
+            names, settings.classify, untyped=settings.sync.untyped, progress=progress
+        )
     if cli.args.json:
         cli.print_json([f.as_json() for f in files])
     else:
         print_classified(cli, files)
     return EXIT_PARTIAL if any(f.error for f in files) else EXIT_OK
+
+
+@contextmanager
+def classify_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """Files classified so far, on the terminal's stderr (stdout may be JSON for a pipe)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("classify", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def print_classified(cli: Cli, files: Sequence[ClassifiedFile]) -> None:
@@ -128,6 +156,20 @@ def print_classified(cli: Cli, files: Sequence[ClassifiedFile]) -> None:
             table.append([f.file, "-", "error", "-", "-", "-", f.error or ""])
         elif f.warning:
             table.append([f.file, f.sport or "-", c.label, km(c.distance_m), "-", "-", f.warning])
+        elif c.label == "unknown" or f.sport == "unknown":
+            # A label or sport that might surprise: say why instead of the split.
+            why = c.reason if c.label == "unknown" else "sport neither stated nor inferable"
+            table.append(
+                [
+                    f.file,
+                    f.sport or "-",
+                    c.label,
+                    km(c.distance_m),
+                    metres(c.elevation_gain_m),
+                    metres(c.elevation_loss_m),
+                    why,
+                ]
+            )
         else:
             split = f"{km(c.uphill_m)}/{km(c.downhill_m)}/{km(c.flat_m)}"
             table.append(
@@ -141,29 +183,40 @@ def print_classified(cli: Cli, files: Sequence[ClassifiedFile]) -> None:
                     split,
                 ]
             )
-    cli.table(["file", "sport", "label", "km", "gain m", "loss m", "up/down/flat km"], table)
+    cli.table(["file", "sport", "label", "km", "gain m", "loss m", "up/down/flat km or why"], table)
 
 
 @contextmanager
-def sync_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+def sync_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] | None]:
     """A rich progress display on a terminal; nothing otherwise."""
     if not enabled:
         yield None
         return
-    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("{task.completed} items"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
     ) as progress:
         tasks: dict[str, TaskID] = {}
 
-        def advance(source: str, items: int) -> None:
+        def advance(source: str, items: int, total: int | None) -> None:
             if source not in tasks:
-                tasks[source] = progress.add_task(f"syncing {source}", total=None)
+                tasks[source] = progress.add_task(f"syncing {source}", total=total)
+            elif total is not None:
+                progress.update(tasks[source], total=total)
             progress.advance(tasks[source], items)
 
         yield advance
@@ -190,9 +243,14 @@ def print_cycle(cli: Cli, result: CycleResult) -> None:
         if o.skipped:
             cli.print(f"{o.name}: skipped, {o.skipped}")
             continue
-        line = f"{o.name}: {o.new} new, {o.updated} updated"
+        line = (
+            f"{o.name}: {o.new} new, {o.updated} updated, {o.deleted} deleted, "
+            f"{o.rejected} rejected, {o.waiting} waiting"
+        )
         if o.rejected:
-            line += f", {o.rejected} rejected (see `hillsync status`)"
+            line += " (see `hillsync status` for the rejected)"
+        if o.waiting:
+            line += " (still being written: read at the next sync)"
         if o.state != "ok":
             line += f"; {o.state}: {o.error}"
         cli.print(line)
@@ -232,11 +290,14 @@ def cmd_activities(cli: Cli) -> int:
             metres(r.elevation_gain_m),
             metres(r.elevation_loss_m),
             ",".join(source for source, _id in r.sources),
+            # Where a label might surprise (unknown), say why.
+            (r.reason or "") if r.label == "unknown" else "",
         ]
         for r in runs
     ]
     cli.table(
-        ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources"], table
+        ["start (UTC)", "athlete", "sport", "label", "km", "gain m", "loss m", "sources", "why"],
+        table,
     )
     cli.print(f"{len(runs)} runs")
     return EXIT_OK
@@ -330,6 +391,12 @@ def print_status(cli: Cli, doc: StatusDocument) -> None:
                 )
         for item in s.rejected:
             cli.print(f"  rejected {s.name}:{item.file}: {item.reason}")
+        if s.stale_since is not None:
+            cli.print(
+                f"  {s.name} has gone silent: no run lately (noticed {s.stale_since:%Y-%m-%d})"
+            )
+        if s.application is not None:
+            cli.print(f"  {s.name} uses Strava application {s.application}")
     cli.print(
         f"{doc.activities} activities stored, {doc.pending_notifications} notifications pending"
     )
@@ -377,8 +444,8 @@ def cmd_connect(cli: Cli) -> int:
         )
         who = account.display_name or account.remote_id
         cli.print(
-            f"connected Strava athlete {who} for {account.athlete}; "
-            "run `hillsync sync` to fetch runs"
+            f"connected Strava athlete {who} for {account.athlete} (application"
+            f" {account.application}); run `hillsync sync` to fetch runs"
         )
         return EXIT_OK
     import getpass
@@ -388,20 +455,54 @@ def cmd_connect(cli: Cli) -> int:
         args.athlete,
         tokens_file=Path(args.tokens) if args.tokens else None,
         email=args.email,
-        password_prompt=lambda: getpass.getpass("Garmin Connect password: "),
-        mfa_prompt=lambda: input("Garmin MFA code: ").strip(),
+        password_prompt=lambda: terminal_prompt(
+            lambda: getpass.getpass("Garmin Connect password: "), "the password"
+        ),
+        mfa_prompt=lambda: terminal_prompt(
+            lambda: input("Garmin MFA code: ").strip(), "the MFA code"
+        ),
+        say=cli.print,
     )
     who = account.display_name or account.remote_id or "account"
     cli.print(f"connected Garmin {who} for {account.athlete}; run `hillsync sync` to fetch runs")
     return EXIT_OK
 
 
+def terminal_prompt(ask: Callable[[], str], what: str) -> str:
+    """`ask()` on a terminal; without one (cron, a pipe, ssh without -t) a usage error.
+
+    Raises UsageError saying how to connect without a prompt.
+    """
+    hint = (
+        f"no terminal to ask {what}: set HILLSYNC_GARMIN_PASSWORD (and run where the MFA "
+        "code can be typed), or import a token file made elsewhere with --tokens FILE"
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(hint)
+    try:
+        return ask()
+    except EOFError:
+        raise UsageError(hint) from None
+
+
 def cmd_disconnect(cli: Cli) -> int:
     from hillsync.app.accounts import disconnect
 
     kind = SourceKind(cli.args.kind)
-    athlete = disconnect(cli.ctx, kind, cli.args.athlete)
-    cli.print(f"disconnected {kind} for {athlete}: tokens deleted")
+    result = disconnect(cli.ctx, kind, cli.args.athlete, delete_data=cli.args.delete_data)
+    if kind is not SourceKind.STRAVA:
+        done = "tokens deleted"
+    elif result.revoked:
+        done = "access revoked on Strava, tokens deleted"
+    else:
+        done = (
+            "tokens deleted (Strava did not confirm the revocation: remove hillsync at"
+            " https://www.strava.com/settings/apps)"
+        )
+    kept = "" if result.deleted is not None else "; its runs are kept (--delete-data deletes them)"
+    cli.print(f"disconnected {kind} for {result.athlete}: {done}{kept}")
+    if result.deleted is not None:
+        cli.print(result.deleted.describe({"strava": "Strava", "garmin": "Garmin"}[kind.value]))
     return EXIT_OK
 
 
@@ -483,9 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", help="garmin: account e-mail")
     p.add_argument("--tokens", metavar="FILE", help="garmin: import a token file")
 
-    p = add("disconnect", cmd_disconnect, "forget an account's tokens")
+    p = add("disconnect", cmd_disconnect, "forget an account's tokens (Strava: and its data)")
     p.add_argument("kind", choices=[str(k) for k in ACCOUNT_KINDS], metavar="SOURCE")
     p.add_argument("--athlete", metavar="NAME")
+    p.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="garmin: also delete its activities (Strava's are always deleted)",
+    )
 
     p = add("sync", cmd_sync, "sync every source now, then evaluate and notify")
     p.add_argument("--source", metavar="NAME")

@@ -57,6 +57,10 @@ class AuthRequired(SourceError):
         super().__init__(message, source=source)
 
 
+class AccessRevoked(AuthRequired):
+    """The athlete revoked the application's access: what came only from it is deleted."""
+
+
 class RateLimited(SourceError):
     """The API's budget is spent; the source is parked until `resume_at` (UTC)."""
 

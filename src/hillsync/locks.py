@@ -30,12 +30,14 @@ def file_lock(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     what: str = "",
+    stop: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created mode 0600, its folder 0700) for the block.
 
     `timeout_s` 0 tries once. `what` names the locked thing in the error ("strava tokens").
+    `stop()` turning true gives up waiting at once (a daemon asked to shut down).
     Raises LockBusy when another process holds the lock beyond the timeout, OSError when
     the lock file cannot be created.
     """
@@ -49,7 +51,7 @@ def file_lock(
                 break
             except BlockingIOError:
                 left = deadline - monotonic()
-                if left <= 0:
+                if left <= 0 or stop():
                     raise LockBusy(
                         f"{what or path.name} is in use by another hillsync process: will retry"
                     ) from None

@@ -510,7 +510,9 @@ class Batch:
     `seen` maps item keys (a folder's file paths) to their fingerprint (size and mtime),
     including items that were rejected or were not runs, so they are not read again.
     `cursor` is the source's own JSON-serialisable progress; None leaves it unchanged.
-    `deleted` lists source ids found gone (a full re-list).
+    `deleted` lists source ids found gone (a full re-list). `waiting` lists items not read
+    yet (a file still being written), left out of `seen` so the next sync reads them;
+    `total` is how many items this fetch has in all, when the source knows.
     """
 
     activities: Sequence[Activity] = ()
@@ -518,6 +520,8 @@ class Batch:
     seen: Mapping[str, str] = field(default_factory=dict)
     cursor: Mapping[str, Any] | None = None
     deleted: Sequence[str] = ()
+    waiting: Sequence[str] = ()
+    total: int | None = None
 
 
 #: Start and end closer than this make a loop (its loss equals its gain).

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tenacity
 
@@ -21,6 +22,10 @@ from hillsync.errors import AuthRequired
 from hillsync.model import Secret, SourceKind
 from hillsync.pipeline import needs_profile_check
 from hillsync.sources.base import Source
+
+if TYPE_CHECKING:
+    from hillsync.sources.garmin import LoggedInClients
+    from hillsync.sources.strava.connect import StravaApp
 
 #: Files per folder transaction: small enough that SIGTERM, checked between batches, is
 #: obeyed within a few seconds even on large FIT files; large enough to commit rarely.
@@ -76,9 +81,25 @@ def notify_urls(settings: Settings) -> list[Secret]:
     return list(seen.values())
 
 
+def strava_app(settings: Settings, athlete: str) -> StravaApp | None:
+    """The Strava application `athlete` connects through (their own
+    [athletes.NAME.sources.strava], else the top-level one) on the configured `api_base`,
+    or None when none is configured. Raises nothing."""
+    from hillsync.sources.strava.connect import StravaApp
+
+    own = settings.athletes[athlete].strava if athlete in settings.athletes else None
+    chosen = own if own is not None else settings.strava
+    if chosen.client_id is None or chosen.client_secret is None:
+        return None
+    key = f"athletes.{athlete}.sources.strava" if own is not None else "sources.strava"
+    return StravaApp(
+        chosen.client_id, chosen.client_secret, api_base=settings.strava.api_base, key=key
+    )
+
+
 class Registry:
-    """Builds the `SourceSpec`s of the settings; the built sources share the clock and the
-    retry policy given here."""
+    """Builds the `SourceSpec`s of the settings; the built sources share the clock, the
+    retry policy, the stop request and the logged-in Garmin clients given here."""
 
     def __init__(
         self,
@@ -87,25 +108,64 @@ class Registry:
         environ: Mapping[str, str],
         clock: Clock,
         retrying: Callable[[], tenacity.Retrying],
+        stop: Callable[[], bool] = lambda: False,
+        garmin_clients: LoggedInClients | None = None,
     ) -> None:
         self.settings = settings
         self.environ = environ
         self.clock = clock
         self.retrying = retrying
+        self.stop = stop
+        self.garmin_clients = garmin_clients
 
-    def specs(self, accounts: Iterable[ConnectedAccount]) -> list[SourceSpec]:
+    def specs(
+        self,
+        accounts: Iterable[ConnectedAccount],
+        daily_read_limits: Mapping[str, int] | None = None,
+    ) -> list[SourceSpec]:
         """Every configured source: folders from the config, then the connected accounts.
-        Raises nothing (a source that cannot be built fails when it is built)."""
+
+        `daily_read_limits` (by source name) are the Strava daily read limits last
+        reported, for the poll stretching of athletes sharing an application.
+        Raises nothing (a source that cannot be built fails when it is built).
+        """
         specs: list[SourceSpec] = []
         for athlete in self.settings.athletes.values():
             for folder in athlete.folders:
                 specs.append(self._folder(athlete, folder.name, folder.path, folder.poll_minutes))
+        accounts = list(accounts)
+        polls = self._strava_polls(
+            [a.athlete for a in accounts if a.kind is SourceKind.STRAVA], daily_read_limits or {}
+        )
         for account in accounts:
             if account.kind is SourceKind.STRAVA:
-                specs.append(self._strava(account.athlete))
+                specs.append(self._strava(account.athlete, polls[account.athlete]))
             elif account.kind is SourceKind.GARMIN:
                 specs.append(self._garmin(account.athlete))
         return specs
+
+    def _strava_polls(
+        self, athletes: Sequence[str], daily_read_limits: Mapping[str, int]
+    ) -> dict[str, float]:
+        """Each Strava athlete's poll interval: stretched when several share one application,
+        so that the application's daily reads keep a reserve (DESIGN section 10)."""
+        from hillsync.sources.strava.budget import DAILY_READS, stretched_poll_minutes
+
+        by_app: dict[int | None, list[str]] = {}
+        for athlete in athletes:
+            app = strava_app(self.settings, athlete)
+            by_app.setdefault(app.client_id if app else None, []).append(athlete)
+        configured = self.settings.strava.poll_minutes
+        polls: dict[str, float] = {}
+        for names in by_app.values():
+            # A raised application reports its own daily limit in the rate headers.
+            limits = [
+                daily_read_limits.get(source_full_name(n, SourceKind.STRAVA), 0) for n in names
+            ]
+            daily = max((x for x in limits if x), default=DAILY_READS)
+            interval = stretched_poll_minutes(configured, len(names), daily)
+            polls.update(dict.fromkeys(names, interval))
+        return polls
 
     def _folder(self, athlete: AthleteSettings, name: str, path: Path, poll: float) -> SourceSpec:
         full = source_full_name(athlete.name, name)
@@ -119,7 +179,7 @@ class Registry:
 
         return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build)
 
-    def _strava(self, athlete: str) -> SourceSpec:
+    def _strava(self, athlete: str, poll_minutes: float) -> SourceSpec:
         full = source_full_name(athlete, SourceKind.STRAVA)
         command = reconnect_command(SourceKind.STRAVA, athlete)
         strava = self.settings.strava
@@ -127,7 +187,8 @@ class Registry:
         def build() -> Source:
             from hillsync.sources.strava import StravaSource
 
-            if strava.client_id is None or strava.client_secret is None:
+            app = strava_app(self.settings, athlete)
+            if app is None:
                 raise AuthRequired(
                     "sources.strava.client_id and client_secret are not configured",
                     source=full,
@@ -135,17 +196,18 @@ class Registry:
                 )
             return StravaSource(
                 full,
-                client_id=strava.client_id,
-                client_secret=strava.client_secret,
+                client_id=app.client_id,
+                client_secret=app.client_secret,
                 token_path=paths.token_path(self.environ, athlete, SourceKind.STRAVA),
                 streams=strava.streams,
                 needs_profile=needs_profile_check(self.settings.classify),
                 clock=self.clock,
                 retrying=self.retrying(),
                 reconnect_command=command,
+                api_base=app.api_base,
             )
 
-        return SourceSpec(full, SourceKind.STRAVA, athlete, strava.poll_minutes, build, command)
+        return SourceSpec(full, SourceKind.STRAVA, athlete, poll_minutes, build, command)
 
     def _garmin(self, athlete: str) -> SourceSpec:
         full = source_full_name(athlete, SourceKind.GARMIN)
@@ -153,8 +215,10 @@ class Registry:
         garmin = self.settings.garmin
 
         def build() -> Source:
-            from hillsync.sources.garmin import GarminSource
+            from hillsync.sources.garmin import GarminSource, LoggedInClients
 
+            if self.garmin_clients is None:
+                self.garmin_clients = LoggedInClients()
             return GarminSource(
                 full,
                 token_dir=paths.token_dir(self.environ, athlete, SourceKind.GARMIN),
@@ -163,6 +227,7 @@ class Registry:
                 clock=self.clock,
                 retrying=self.retrying(),
                 reconnect_command=command,
+                clients=self.garmin_clients,
             )
 
         return SourceSpec(full, SourceKind.GARMIN, athlete, garmin.poll_minutes, build, command)

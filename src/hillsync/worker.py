@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
+from typing import TYPE_CHECKING
 
 import structlog
 import tenacity
@@ -24,9 +25,10 @@ from hillsync import alerts
 from hillsync.backoff import exponential
 from hillsync.balance import digest_due, digest_message, evaluate, history_start, next_digest
 from hillsync.clock import Clock, utc_now
-from hillsync.config import DEFAULT_ATHLETE, Settings
+from hillsync.config import DEFAULT_ATHLETE, NotifySettings, Settings
 from hillsync.coursefile import CourseReader
 from hillsync.errors import (
+    AccessRevoked,
     AuthRequired,
     ConfigError,
     HillsyncError,
@@ -39,9 +41,15 @@ from hillsync.notify import DeliveryResult, Notifier
 from hillsync.pipeline import store_batch
 from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
 from hillsync.retry import default_retrying, interruptible
-from hillsync.sources.base import SourceState
-from hillsync.store import outbox, repo
+from hillsync.sources.base import SourceState, rate_budget
+from hillsync.staleness import staleness
+from hillsync.store import health, outbox, repo
 from hillsync.store.db import Database
+from hillsync.store.deletion import delete_source_data
+from hillsync.store.tables import SyncState
+
+if TYPE_CHECKING:
+    from hillsync.sources.garmin import LoggedInClients
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +70,9 @@ class SourceOutcome:
     rejected: int = 0
     error: str | None = None
     skipped: str | None = None
+    deleted: int = 0
+    #: Files still being written, left for the next sync.
+    waiting: int = 0
 
     @property
     def partial(self) -> bool:
@@ -99,10 +110,13 @@ class Worker:
         environ: Mapping[str, str],
         clock: Clock = utc_now,
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
-        progress: Callable[[str, int], None] | None = None,
+        progress: Callable[[str, int, int | None], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
         tz: tzinfo | None = None,
+        garmin_clients: LoggedInClients | None = None,
     ) -> None:
+        #: Logged-in Garmin clients, kept across cycles by whoever runs them (the daemon).
+        self.garmin_clients = garmin_clients
         self.settings = settings
         self.stop = stop
         self.db = db
@@ -120,10 +134,25 @@ class Worker:
         """Every configured source: folders from the config, accounts from the store."""
         with self.db.session(readonly=True) as session:
             accounts = [ConnectedAccount(a, k) for a, k in repo.connected_kinds(session)]
+            limits = {
+                name: budget.daily.limit
+                for name, view in repo.sync_state_views(session).items()
+                if (report := rate_budget(view.cursor)) is not None
+                for budget in report.budgets
+                if budget.name == "read"
+            }
         registry = Registry(
-            self.settings, environ=self.environ, clock=self.clock, retrying=self.retrying
+            self.settings,
+            environ=self.environ,
+            clock=self.clock,
+            retrying=self.retrying,
+            stop=self.stop,
+            garmin_clients=self.garmin_clients,
         )
-        return registry.specs(accounts)
+        specs = registry.specs(accounts, limits)
+        # The registry makes the clients on first use: keep them for the next cycle.
+        self.garmin_clients = registry.garmin_clients
+        return specs
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -186,9 +215,10 @@ class Worker:
                 newest_start=repo.newest_start(session, state_row),
             )
             state_id = state_row.id
-        new = updated = rejected = 0
+        new = updated = rejected = deleted = waiting = 0
+        revoked = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
-        # database failure, a signal) leaves it in error with a backoff, never as ok.
+        # database failure) leaves it in error with a backoff, never as ok.
         status: str = "error"
         error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
@@ -201,19 +231,30 @@ class Worker:
                     updated + result.updated,
                     rejected + result.rejected,
                 )
+                deleted += result.deleted
+                waiting += len(batch.waiting)
                 if self.progress is not None:
-                    self.progress(spec.name, len(batch.seen) or len(batch.activities))
+                    done = len(batch.seen) + len(batch.waiting) or len(batch.activities)
+                    self.progress(spec.name, done, batch.total)
                 if self.stop():
                     # What is committed stays; the cursor resumes from here next time.
                     next_sync = self.clock()
                     break
             status, error = "ok", None
+        except AccessRevoked as exc:
+            status, error, next_sync = "needs_auth", str(exc), None
+            revoked = True
         except AuthRequired as exc:
             status, error, next_sync = "needs_auth", str(exc), None
         except RateLimited as exc:
             status, error, next_sync = "rate_limited", str(exc), exc.resume_at
         except HillsyncError as exc:  # the source's own errors, and the store's
             status, error = "error", str(exc)
+        except KeyboardInterrupt:
+            # Ctrl-C: what is committed stays, and the next sync resumes at once, without
+            # the backoff of a failure.
+            status, error, next_sync = "interrupted", "interrupted (Ctrl-C)", self.clock()
+            raise
         except Exception as exc:
             # The one fault boundary outside cli.py: a bug or an unmapped library error in
             # one source must not stop the other sources, the balance or the deliveries
@@ -239,8 +280,27 @@ class Worker:
                     self._enqueue_needs_auth(session, spec, state_row.athlete_id)
                 if status == "needs_auth":
                     repo.set_account_state(session, spec.athlete, spec.kind.value, "needs_auth")
+                if status == "ok":
+                    self._check_stale(session, spec, state_row)
+            if revoked:
+                # After the needs_auth message (committed above): the athlete revoked access,
+                # and Strava's API Agreement wants what came only from it deleted.
+                with self.db.session() as session:
+                    removed = delete_source_data(
+                        session, spec.athlete, spec.kind.value, keep_states=True
+                    )
+                log.warning("access_revoked", source=spec.name, deleted=removed.activities)
         outcome = SourceOutcome(
-            spec.name, spec.kind, spec.athlete, status, new, updated, rejected, error
+            spec.name,
+            spec.kind,
+            spec.athlete,
+            status,
+            new,
+            updated,
+            rejected,
+            error,
+            deleted=deleted,
+            waiting=waiting,
         )
         level = log.info if status == "ok" else log.warning
         level(
@@ -253,6 +313,32 @@ class Worker:
             error=error,
         )
         return outcome
+
+    def _check_stale(self, session: Session, spec: SourceSpec, state_row: SyncState) -> None:
+        """Notice a source that delivered regularly and fell silent (once), and clear it
+        when a run arrives."""
+        athlete = self.settings.athletes.get(spec.athlete)
+        stale_days = athlete.notify.stale_days if athlete else NotifySettings().stale_days
+        now = self.clock()
+        stale = staleness(health.run_starts(session, state_row), now, stale_days)
+        if stale is None:
+            if state_row.stale_since is not None:
+                log.info("source_delivering_again", source=spec.name)
+                state_row.stale_since = None
+            return
+        if state_row.stale_since is not None:
+            return
+        state_row.stale_since = now
+        urls = athlete.notify.urls if athlete else ()
+        alerts.enqueue_stale(
+            session,
+            state_row.athlete_id,
+            spec.athlete,
+            spec.name,
+            stale,
+            [outbox.url_key(u.reveal()) for u in urls],
+            now,
+        )
 
     def _since(self, since: date | None) -> datetime:
         if since is not None:
@@ -454,6 +540,7 @@ class Daemon:
         self._reports: Mapping[str, BalanceReport] = {}
         self._synced_today: tuple[date, int] = (date.min, 0)
         self._failing: list[str] = []
+        self._garmin_clients: LoggedInClients | None = None
 
     @property
     def stopping(self) -> bool:
@@ -583,9 +670,11 @@ class Daemon:
             clock=self.clock,
             retrying=self.retrying,
             stop=lambda: self.stopping,
-            progress=lambda _source, _items: self.systemd.watchdog(),
+            progress=lambda _source, _items, _total: self.systemd.watchdog(),
+            garmin_clients=self._garmin_clients,
         )
         specs = worker.source_specs()
+        self._garmin_clients = worker.garmin_clients
         stored = 0
         for spec in specs:
             if self.stopping:

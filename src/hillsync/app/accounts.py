@@ -7,14 +7,19 @@ are callbacks, so the CLI and the web app each bring their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hillsync import paths
 from hillsync.app.context import AppContext
+from hillsync.config import DEFAULT_ATHLETE
 from hillsync.errors import ConfigError
 from hillsync.model import SourceKind
-from hillsync.registry import source_full_name
+from hillsync.registry import reconnect_command, source_full_name, strava_app
+
+if TYPE_CHECKING:
+    from hillsync.store.deletion import Deleted
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class Connected:
     kind: SourceKind
     remote_id: str | None
     display_name: str | None
+    #: The Strava application (client id) it connected through; None for other kinds.
+    application: int | None = None
 
 
 def record_account(
@@ -65,33 +72,39 @@ def connect_strava(
     open_browser: bool,
     say: Callable[[str], None],
 ) -> Connected:
-    """Link a Strava account through OAuth (a browser, or a pasted code or redirect URL).
+    """Link a Strava account through OAuth (a browser, or a pasted code or redirect URL),
+    with the athlete's own Strava application or else the top-level one.
 
-    Raises ConfigError when the Strava application is not configured, UsageError for an
-    unknown athlete, AuthRequired when Strava refuses, StoreError.
+    Raises ConfigError when no Strava application is configured for the athlete,
+    UsageError for an unknown athlete, AuthRequired when Strava refuses (the message says
+    when the application's athlete limit or an inactive application is the likely cause),
+    RateLimited, SourceUnavailable, StoreError.
     """
     from hillsync.sources.strava import connect_strava as connect
 
     name = _athlete_name(ctx, athlete)
-    strava = ctx.settings.strava
-    problems: list[str] = []
-    if strava.client_id is None:
-        problems.append("sources.strava.client_id: required to connect Strava")
-    if strava.client_secret is None:
-        problems.append("sources.strava.client_secret: required to connect Strava")
-    if strava.client_id is None or strava.client_secret is None:
+    app = strava_app(ctx.settings, name)
+    if app is None:
+        key, also = "sources.strava", ""
+        if name != DEFAULT_ATHLETE:
+            key, also = f"athletes.{name}.sources.strava", " (or in [sources.strava])"
+        problems = [
+            f"{key}.{k}: required to connect Strava{also}" for k in ("client_id", "client_secret")
+        ]
         raise ConfigError(problems[0], problems)
     token_path = paths.token_path(ctx.environ, name, SourceKind.STRAVA)
     account = connect(
-        strava.client_id,
-        strava.client_secret,
+        app,
         token_path,
         code=code,
         redirect_url=redirect_url,
         open_browser=open_browser,
         say=say,
+        athlete=name,
+        command=reconnect_command(SourceKind.STRAVA, name),
+        others_on_app=others_on_app(ctx, name, app.client_id),
     )
-    return record_account(
+    connected = record_account(
         ctx,
         name,
         SourceKind.STRAVA,
@@ -100,6 +113,21 @@ def connect_strava(
         token_path=token_path,
         scope=account.scope,
     )
+    return replace(connected, application=app.client_id)
+
+
+def others_on_app(ctx: AppContext, athlete: str, client_id: int) -> list[str]:
+    """The other athletes whose Strava account is connected here through `client_id`.
+    Raises StoreError."""
+    from hillsync.store import repo
+
+    with ctx.db.session(readonly=True) as session:
+        names = [a for a, k in repo.connected_kinds(session) if k == SourceKind.STRAVA.value]
+    return [
+        n
+        for n in names
+        if n != athlete and (own := strava_app(ctx.settings, n)) and own.client_id == client_id
+    ]
 
 
 def connect_garmin(
@@ -110,9 +138,11 @@ def connect_garmin(
     email: str | None,
     password_prompt: Callable[[], str],
     mfa_prompt: Callable[[], str],
+    say: Callable[[str], None] = lambda _line: None,
 ) -> Connected:
-    """Link a Garmin Connect account: log in once (the password is never stored), or import
-    a garminconnect token file made elsewhere.
+    """Link a Garmin Connect account: log in once (the password is never stored; a refused
+    MFA code may be typed again, `say` tells so), or import a garminconnect token file
+    made elsewhere.
 
     Raises UsageError for an unknown athlete, ConfigError (unreadable token file),
     AuthRequired, RateLimited or SourceUnavailable, StoreError.
@@ -131,6 +161,7 @@ def connect_garmin(
             password_prompt=password_prompt,
             mfa_prompt=mfa_prompt,
             environ=ctx.environ,
+            say=say,
         )
     return record_account(
         ctx,
@@ -143,26 +174,43 @@ def connect_garmin(
     )
 
 
-def disconnect(ctx: AppContext, kind: SourceKind, athlete: str | None) -> str:
+@dataclass(frozen=True)
+class DisconnectResult:
+    """What `disconnect` did: whose account, whether Strava confirmed the revocation, and
+    what was deleted with it (None: the data was kept)."""
+
+    athlete: str
+    revoked: bool
+    deleted: Deleted | None
+
+
+def disconnect(
+    ctx: AppContext, kind: SourceKind, athlete: str | None, *, delete_data: bool = False
+) -> DisconnectResult:
     """Forget an account: revoke what the API allows, delete the tokens, drop the record.
-    Returns the athlete's name. Raises OSError when a token file cannot be deleted,
-    StoreError."""
+
+    Strava's API Agreement: a Strava account's activities are deleted with it (a run also
+    seen from Garmin or a file keeps those sources and its figures from them); a Garmin
+    account's only with `delete_data`. Raises OSError when a token file cannot be deleted,
+    StoreError.
+    """
     from hillsync.store import repo
+    from hillsync.store.deletion import delete_source_data
 
     name = athlete or ctx.athlete(None).name
+    revoked = False
     if kind is SourceKind.STRAVA:
         from hillsync.sources.strava import disconnect_strava
 
-        strava = ctx.settings.strava
         token_path = paths.token_path(ctx.environ, name, SourceKind.STRAVA)
-        if strava.client_id is not None and strava.client_secret is not None:
-            disconnect_strava(strava.client_id, strava.client_secret, token_path)
-        else:
-            token_path.unlink(missing_ok=True)
+        revoked = disconnect_strava(strava_app(ctx.settings, name), token_path).revoked
     else:
         from hillsync.sources.garmin import disconnect_garmin
 
         disconnect_garmin(paths.token_dir(ctx.environ, name, SourceKind.GARMIN))
+    deleted: Deleted | None = None
     with ctx.db.session() as session:
+        if kind is SourceKind.STRAVA or delete_data:
+            deleted = delete_source_data(session, name, kind.value)
         repo.delete_account(session, name, kind.value)
-    return name
+    return DisconnectResult(name, revoked, deleted)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,28 +49,34 @@ class ClassifiedFile:
 
 
 def classify_files(
-    names: Sequence[str], params: ClassifyParams, *, untyped: str = "infer"
+    names: Sequence[str],
+    params: ClassifyParams,
+    *,
+    untyped: str = "infer",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[ClassifiedFile]:
     """Each file classified, in argument order, one entry per activity it holds (a TCX with
     several gives each, numbered by `part`); a file that cannot be read gets its reason and
-    the others are still classified. `untyped` is `[sync] untyped`. Raises nothing for a
-    bad file."""
+    the others are still classified. `untyped` is `[sync] untyped`; `progress(done, total)`
+    is called after each file. Raises nothing for a bad file."""
     from hillsync.errors import BadActivity
     from hillsync.pipeline import classify_activity
     from hillsync.sources.fileformats import read_activities
 
     out: list[ClassifiedFile] = []
-    for name in names:
+    for done, name in enumerate(names, start=1):
         try:
             activities = read_activities(Path(name), untyped=untyped)
         except BadActivity as exc:
             out.append(ClassifiedFile(name, error=str(exc)))
-            continue
-        for activity in activities:
-            _profile, result = classify_activity(activity, params)
-            out.append(
-                ClassifiedFile(
-                    name, activity.sport, result, warning=activity.warning, part=activity.part
+        else:
+            for activity in activities:
+                _profile, result = classify_activity(activity, params)
+                out.append(
+                    ClassifiedFile(
+                        name, activity.sport, result, warning=activity.warning, part=activity.part
+                    )
                 )
-            )
+        if progress is not None:
+            progress(done, len(names))
     return out

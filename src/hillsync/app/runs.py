@@ -57,6 +57,7 @@ def run_json(run: RunView) -> dict[str, object]:
         "hill_repeats": None
         if (h := run.hill_repeats) is None
         else {"count": h.count, "length_m": h.length_m, "grade_pct": h.grade_pct},
+        "reason": run.reason,
     }
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from hillsync.app.context import AppContext
 from hillsync.app.sources import configured_sources
 from hillsync.model import SourceKind, SyncStatus, iso_utc
+from hillsync.registry import strava_app
 from hillsync.sources.base import RateReport, rate_budget
 
 
@@ -34,6 +35,10 @@ class SourceStatus:
     lease_expires: datetime | None
     rate_budget: RateReport | None
     rejected: tuple[RejectedFile, ...]
+    #: When this regularly delivering source was found silent (None: it is not).
+    stale_since: datetime | None = None
+    #: The Strava application (client id) the athlete's Strava source uses.
+    application: int | None = None
 
     def as_json(self) -> dict[str, object]:
         """The `status --json` entry of DESIGN.md section 2 (plus rate_budget, rejected)."""
@@ -49,6 +54,8 @@ class SourceStatus:
             "lease_expires": iso_utc(self.lease_expires),
             "rate_budget": self.rate_budget.as_json() if self.rate_budget else None,
             "rejected": [{"file": r.file, "reason": r.reason} for r in self.rejected],
+            "stale_since": iso_utc(self.stale_since),
+            "application": self.application,
         }
 
 
@@ -95,6 +102,13 @@ def status_document(ctx: AppContext) -> StatusDocument:
                 lease_expires=st.lease_until if st else None,
                 rate_budget=rate_budget(st.cursor) if st else None,
                 rejected=tuple(RejectedFile(r.key, r.reason) for r in st.rejected) if st else (),
+                stale_since=st.stale_since if st else None,
+                application=(
+                    app.client_id
+                    if spec.kind is SourceKind.STRAVA
+                    and (app := strava_app(ctx.settings, spec.athlete))
+                    else None
+                ),
             )
         )
     return StatusDocument(tuple(sources), activities, pending)

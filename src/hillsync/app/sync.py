@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from hillsync.store.repo import RunView
     from hillsync.worker import CycleResult, SourceOutcome
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]
 
 
 def sync(

@@ -1,8 +1,11 @@
 """The folder source: FIT, GPX and TCX files (also .gz) and Strava / Garmin export folders.
 
 A file is known by its path relative to the folder and its fingerprint (size and mtime):
-a rescan only stats files, so a folder of ten thousand runs costs no reading. A file that
-cannot be read is rejected once, with its reason, and never blocks the files beside it.
+a rescan only stats files, so a folder of ten thousand runs costs no reading. Whether a file
+is complete is judged from its content, not its age: one that parses completely is imported
+at once; one that does not and changed within the last minute waits for the next sync
+(not recorded, so it is read again); after that it is salvaged (its complete points, with a
+warning) or rejected with its reason, once, and never blocks the files beside it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from hillsync.sources.fileformats import (
 
 log = structlog.get_logger(__name__)
 
-#: A file modified more recently than this may still be being written (a watch syncing
-#: over USB, a copy in progress): it is left for the next sync.
-SETTLE_S = 2.0
+#: A file that does not parse completely and changed more recently than this may still be
+#: being written (a watch syncing over USB, a copy in progress): it waits for the next
+#: sync. A file that parses completely is imported at once, however new.
+SETTLE_S = 60.0
 STRAVA_CSV = "activities.csv"
 
 
@@ -65,6 +69,8 @@ class _Item:
     path: Path
     member: str | None = None
     marker: bool = False
+    #: Changed within SETTLE_S: when it does not parse completely, it waits.
+    young: bool = False
 
 
 class FolderSource:
@@ -116,16 +122,7 @@ class FolderSource:
             raise SourceUnavailable(f"{root} is not a folder", source=self._name)
         now = self._clock().timestamp()
         present: set[str] = set()
-        settling: list[str] = []
-        items, exports = self._scan(root, state.seen, now, present, settling)
-        if settling:
-            # Said at info level, so that a runner who copied files a second ago and sees
-            # "0 new" learns why.
-            log.info(
-                "files still being written, left for the next sync",
-                source=self._name,
-                files=len(settling),
-            )
+        items, exports = self._scan(root, state.seen, now, present)
         deleted: list[str] = []
         if state.full and state.seen and not present:
             # An empty folder that used to hold files is far more likely an unmounted disk
@@ -146,10 +143,13 @@ class FolderSource:
         activities: list[Activity] = []
         rejected: list[Rejected] = []
         seen: dict[str, str] = {}
+        waiting: list[str] = []
+        total = sum(not i.marker for i in items)
         count = 0
         for item in items:
-            seen[item.key] = item.fingerprint
             if item.marker:
+                if not any(w.startswith(item.key + "/") for w in waiting):
+                    seen[item.key] = item.fingerprint
                 continue
             try:
                 if item.member is None:
@@ -169,23 +169,43 @@ class FolderSource:
                         garmin_index = _read_garmin_summaries(root)
                     info = garmin_index.get(_garmin_id(item.member) or "")
                     found = [_apply_export(a, info) for a in found]
-                for activity in found:
-                    if activity.warning:
-                        log.warning(
-                            "file_salvaged", source=self._name, file=item.key,
-                            warning=activity.warning,
-                        )  # fmt: skip
-                activities.extend(found)
+                if any(a.warning for a in found) and item.young:
+                    # Cut off, and written a moment ago: the rest is probably coming.
+                    waiting.append(item.key)
+                else:
+                    for activity in found:
+                        if activity.warning:
+                            log.warning(
+                                "file_salvaged", source=self._name, file=item.key,
+                                warning=activity.warning,
+                            )  # fmt: skip
+                    activities.extend(found)
+                    seen[item.key] = item.fingerprint
             except BadActivity as exc:
-                reason = describe_file_error(exc)
-                log.warning("file_rejected", source=self._name, file=item.key, reason=reason)
-                rejected.append(Rejected(item.key, reason, item.fingerprint))
+                if item.young:
+                    waiting.append(item.key)
+                else:
+                    reason = describe_file_error(exc)
+                    log.warning("file_rejected", source=self._name, file=item.key, reason=reason)
+                    rejected.append(Rejected(item.key, reason, item.fingerprint))
+                    seen[item.key] = item.fingerprint
             count += 1
             if count >= self._batch_size:
-                yield Batch(activities=activities, rejected=rejected, seen=seen)
-                activities, rejected, seen, count = [], [], {}, 0
-        if seen or deleted:
-            yield Batch(activities=activities, rejected=rejected, seen=seen, deleted=deleted)
+                yield Batch(
+                    activities=activities, rejected=rejected, seen=seen, total=total,
+                    waiting=tuple(waiting),
+                )  # fmt: skip
+                activities, rejected, seen, waiting, count = [], [], {}, [], 0
+        if waiting:
+            # Said at info level, so that a runner who copied files a second ago and sees
+            # "1 waiting" learns why.
+            log.info("files still being written, left for the next sync", source=self._name,
+                     files=len(waiting))  # fmt: skip
+        if seen or deleted or waiting:
+            yield Batch(
+                activities=activities, rejected=rejected, seen=seen, deleted=deleted,
+                total=total, waiting=tuple(waiting),
+            )  # fmt: skip
 
     def _read_member(self, item: _Item) -> list[Activity]:
         """Raises BadActivity when the zip or the member cannot be read."""
@@ -204,12 +224,11 @@ class FolderSource:
         seen: Mapping[str, str],
         now: float,
         present: set[str],
-        settling: list[str],
     ) -> tuple[list[_Item], dict[str, Path]]:
         """The work to do, in a deterministic order, and which keys belong to a Strava export.
 
-        Every candidate file's key is added to `present`, changed or not; the keys of new or
-        changed files modified too recently to be complete go to `settling`.
+        Every candidate file's key is added to `present`, changed or not; new or changed
+        files modified within SETTLE_S are marked young.
 
         Raises SourceUnavailable when the folder cannot be listed.
         """
@@ -255,20 +274,18 @@ class FolderSource:
             fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
             if seen.get(key) == fingerprint:
                 continue
-            if now_ns - st.st_mtime_ns < settle_ns:
-                settling.append(key)
-                continue
+            young = now_ns - st.st_mtime_ns < settle_ns
             path = Path(entry.path)
             if is_zip:
-                items.extend(self._zip_items(path, key, fingerprint, seen))
+                items.extend(self._zip_items(path, key, fingerprint, seen, young))
             else:
-                items.append(_Item(key, fingerprint, path))
+                items.append(_Item(key, fingerprint, path, young=young))
                 if export_dir is not None:
                     exports[key] = export_dir
         return items, exports
 
     def _zip_items(
-        self, path: Path, key: str, fingerprint: str, seen: Mapping[str, str]
+        self, path: Path, key: str, fingerprint: str, seen: Mapping[str, str], young: bool
     ) -> list[_Item]:
         """The members of a changed zip not read before, then the marker that ends the zip."""
         try:
@@ -277,14 +294,14 @@ class FolderSource:
                 members = activity_members(zf)
         except (zipfile.BadZipFile, OSError) as exc:
             # Recorded as rejected by the zip's own key, once.
-            return [_Item(key, fingerprint, path, member=f"<{type(exc).__name__}>")]
+            return [_Item(key, fingerprint, path, member=f"<{type(exc).__name__}>", young=young)]
         out: list[_Item] = []
         for member in members:
             info = infos[member]
             member_fp = f"{info.file_size}:{info.CRC:08x}"
             member_key = f"{key}/{member}"
             if seen.get(member_key) != member_fp:
-                out.append(_Item(member_key, member_fp, path, member=member))
+                out.append(_Item(member_key, member_fp, path, member=member, young=young))
         # The zip's own fingerprint is recorded after its members, in the batch holding the
         # last one, so a crash in the middle re-opens the zip instead of skipping the rest.
         out.append(_Item(key, fingerprint, path, marker=True))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from hillsync.errors import StoreError
+from hillsync.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: The newest migration. Checked against alembic's own head by a test: it lets a start on
 #: an up-to-date database skip importing alembic (about 10 MB of a Raspberry Pi's memory).
-HEAD_REVISION = "0002_hill_training"
+HEAD_REVISION = "hill_training"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Any fixed number: every hillsync process that migrates a PostgreSQL database takes it.
 PG_MIGRATION_LOCK = 0x68696C6C
@@ -94,6 +94,16 @@ def make_engine(url: str | URL) -> Engine:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
         raise StoreError(f"database URL is not supported: {_one_line(exc)}") from None
+    except ImportError as exc:
+        # The driver is an optional extra: say which one to install.
+        if backend == "postgresql":
+            raise ConfigError(
+                "database.url is PostgreSQL but its driver (psycopg) is not installed: "
+                "install hillsync[postgres] (pip install 'hillsync[postgres]')"
+            ) from None
+        raise ConfigError(
+            f"database.url needs a driver that is not installed ({exc.name or exc})"
+        ) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)

@@ -73,8 +73,11 @@ class RunView:
     elevation_gain_m: float | None
     elevation_loss_m: float | None
     sources: tuple[tuple[str, str], ...]
-    hill_repeats: HillRepeats | None = None
+    #: Where the label's gain and loss came from; None before `reclassify` filled it.
     elevation_source: str | None = None
+    #: Why the label, in one line; None likewise.
+    reason: str | None = None
+    hill_repeats: HillRepeats | None = None
 
 
 def hill_repeats_json(h: HillRepeats | None) -> dict[str, Any] | None:
@@ -196,7 +199,8 @@ def record_sync_result(
     next_sync: datetime | None,
     error: str | None,
 ) -> None:
-    """Record how a sync ended: `ok` resets the failure count, anything else adds one.
+    """Record how a sync ended: `ok` resets the failure count, a failure adds one, and an
+    `interrupted` sync (Ctrl-C) leaves it as it was.
 
     `last_sync` is the last successful sync; `error` must be a one-line, secret-free text.
     """
@@ -206,7 +210,7 @@ def record_sync_result(
     if status == "ok":
         state.last_sync = now
         state.failures = 0
-    else:
+    elif status != "interrupted":
         state.failures = (state.failures or 0) + 1
     session.flush()
 
@@ -291,6 +295,8 @@ class SyncStateView:
     lease_until: datetime | None
     cursor: Mapping[str, Any]
     rejected: tuple[RejectedView, ...] = ()
+    #: When this regularly delivering source was found silent (None: it is not).
+    stale_since: datetime | None = None
 
 
 def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[str, SyncStateView]:
@@ -314,6 +320,7 @@ def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[s
             lease_until=s.lease_until,
             cursor=dict(s.cursor or {}),
             rejected=rejected,
+            stale_since=s.stale_since,
         )
     return views
 
@@ -375,17 +382,11 @@ def _activity_values(
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _stored_inputs(c),
+        "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
-
-
-def _stored_inputs(c: Classification) -> dict[str, Any]:
-    """The classifier's inputs as stored, with where its elevation came from when known."""
-    inputs = dict(c.inputs)
-    if c.elevation_source != "none":
-        inputs["elevation_source"] = c.elevation_source
-    return _json_safe(inputs) or {}
 
 
 def _existing_rows(session: Session, source: str, ids: Sequence[str]) -> dict[str, ActivityRow]:
@@ -579,8 +580,9 @@ def list_runs(
             elevation_gain_m=run.elevation_gain_m,
             elevation_loss_m=run.elevation_loss_m,
             sources=tuple(sources.get(run.id, ())),
+            elevation_source=run.label_elevation_source,
+            reason=run.label_reason,
             hill_repeats=hill_repeats_of(run.hill_repeats),
-            elevation_source=run.elevation_source,
         )
         for run, name in rows
     ]
@@ -607,7 +609,7 @@ def runs_for_balance(
             downhill_m=run.downhill_m or 0.0,
             flat_m=run.flat_m or 0.0,
             hill_repeats=hill_repeats_of(run.hill_repeats),
-            elevation_source=run.elevation_source,
+            elevation_source=run.label_elevation_source,
         )
         for run in session.scalars(stmt)
     ]
@@ -672,7 +674,9 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "downhill_m": c.downhill_m,
         "flat_m": c.flat_m,
         "classifier_version": c.version,
-        "classify_inputs": _stored_inputs(c),
+        "classify_inputs": _json_safe(c.inputs) or {},
+        "label_elevation_source": c.elevation_source,
+        "label_reason": c.reason or None,
         "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
     if all(getattr(row, k) == v for k, v in new.items()):

@@ -51,26 +51,6 @@ def best_activity(members: Iterable[ActivityRow]) -> ActivityRow | None:
     return min(members, key=_best_key, default=None)
 
 
-def elevation_source_of(row: ActivityRow) -> str:
-    """Where the activity's elevation came from: device, profile, summary or none.
-
-    `device`: a file's own totals (a barometer or the device's correction); `profile`: the
-    altitudes recorded in a file without such totals (GPS-only for most GPX); `summary`:
-    an API's totals (Strava, Garmin Connect). The classifier's own record wins where it
-    keeps one; else it is read from which figures the classifier used.
-    """
-    inputs = row.classify_inputs or {}
-    declared = inputs.get("elevation_source")
-    if isinstance(declared, str) and declared:
-        return declared
-    gain_from = inputs.get("gain_from") or inputs.get("loss_from")
-    if gain_from == "profile":
-        return "profile"
-    if gain_from in {"reported", "loop", "range"}:
-        return "device" if row.source_kind == "folder" else "summary"
-    return "none"
-
-
 def _live(rows: Iterable[ActivityRow]) -> list[ActivityRow]:
     return [r for r in rows if r.deleted_at is None and r.is_run]
 
@@ -185,5 +165,6 @@ def refresh(session: Session, run: Run) -> None:
     run.uphill_m = best.uphill_m
     run.downhill_m = best.downhill_m
     run.flat_m = best.flat_m
+    run.label_elevation_source = best.label_elevation_source
+    run.label_reason = best.label_reason
     run.hill_repeats = best.hill_repeats
-    run.elevation_source = elevation_source_of(best)

@@ -126,6 +126,8 @@ class SyncState(Base):
     next_sync: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: When this source, which delivered runs regularly, was found silent (None: it is not).
+    stale_since: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
 
@@ -170,10 +172,12 @@ class Run(Base):
     uphill_m: Mapped[float] = mapped_column(Float, default=0.0)
     downhill_m: Mapped[float] = mapped_column(Float, default=0.0)
     flat_m: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Where the label's gain and loss came from (device, profile, summary, none).
+    label_elevation_source: Mapped[str | None] = mapped_column(String(10))
+    #: One line saying why the label ("412 m up over 11.1 km = 37 m/km >= 15: uphill").
+    label_reason: Mapped[str | None] = mapped_column(Text)
     #: {count, length_m, grade_pct} of the hill-repeat session in the run, or None.
     hill_repeats: Mapped[dict[str, Any] | None]
-    #: Where its elevation came from: device | profile (GPS-only file) | summary | none.
-    elevation_source: Mapped[str | None] = mapped_column(String(10))
 
     activities: Mapped[list[ActivityRow]] = relationship(back_populates="run")
 
@@ -230,6 +234,11 @@ class ActivityRow(Base):
     flat_m: Mapped[float] = mapped_column(Float, default=0.0)
     classifier_version: Mapped[int] = mapped_column(Integer)
     classify_inputs: Mapped[dict[str, Any]]
+    #: Where the label's gain and loss came from (device, profile, summary, none); NULL
+    #: for rows classified before it was kept (`reclassify` fills it).
+    label_elevation_source: Mapped[str | None] = mapped_column(String(10))
+    #: One line saying why the label; NULL likewise.
+    label_reason: Mapped[str | None] = mapped_column(Text)
     #: {count, length_m, grade_pct} of the hill-repeat session found in the profile, or None.
     hill_repeats: Mapped[dict[str, Any] | None]
     #: A hash of everything stored from the source: an unchanged re-delivery is a no-op.

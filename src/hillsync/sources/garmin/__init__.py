@@ -13,15 +13,15 @@ downloaded only for an outdoor run whose label needs a profile (or with streams=
 
 from hillsync.sources.garmin.connect import GarminAccount, connect_garmin, import_garmin_tokens
 from hillsync.sources.garmin.mapping import GARMIN_SPORTS, activity_from_summary
-from hillsync.sources.garmin.source import _CLIENTS, GarminSource
+from hillsync.sources.garmin.source import GarminSource, LoggedInClients
 from hillsync.sources.garmin.tokens import TOKEN_FILE, disconnect_garmin
 
 __all__ = [
     "GARMIN_SPORTS",
     "TOKEN_FILE",
-    "_CLIENTS",
     "GarminAccount",
     "GarminSource",
+    "LoggedInClients",
     "activity_from_summary",
     "connect_garmin",
     "disconnect_garmin",

@@ -6,11 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
-from garminconnect import (
-    Garmin,
-)
+from garminconnect import Garmin, GarminConnectAuthenticationError
 
 from hillsync.errors import (
     AuthRequired,
@@ -26,7 +25,13 @@ from hillsync.sources.garmin.errors import (
     reason,
     translate,
 )
-from hillsync.sources.garmin.tokens import TOKEN_FILE, disconnect_garmin, write_tokens
+from hillsync.sources.garmin.tokens import (
+    TOKEN_FILE,
+    disconnect_garmin,
+    fresh_login_store,
+    real_dir,
+    write_tokens,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +62,48 @@ def verify_token_login(
     """
     garmin = garmin_factory(retry_attempts=0)
     try:
-        garmin.login(str(token_dir))
+        garmin.login(str(real_dir(token_dir)))
     except GARMIN_ERRORS as exc:
         raise translate(
             exc, source="garmin", command=CONNECT_COMMAND, now=datetime.now(UTC), during=during
         ) from None
     return _account(garmin)
+
+
+#: MFA codes tried on one login session before the login starts over.
+MFA_TRIES = 3
+
+
+def _finish_mfa(
+    garmin: Garmin, mfa_state: Any, mfa_prompt: Callable[[], str], say: Callable[[str], None]
+) -> None:
+    """Ask for the MFA code until Garmin takes one, at most MFA_TRIES times.
+
+    Raises AuthRequired (no code, or every code refused) and what the library raises for
+    anything but a refused code.
+    """
+    for attempt in range(1, MFA_TRIES + 1):
+        code = mfa_prompt().strip()
+        if not code:
+            raise AuthRequired(
+                "no MFA code given: run hillsync connect garmin again",
+                source="garmin",
+                command=CONNECT_COMMAND,
+            )
+        try:
+            garmin.resume_login(mfa_state, code)
+        except GarminConnectAuthenticationError:
+            left = MFA_TRIES - attempt
+            if not left:
+                raise AuthRequired(
+                    f"Garmin refused the MFA code {MFA_TRIES} times: run hillsync connect"
+                    " garmin again for a new code",
+                    source="garmin",
+                    command=CONNECT_COMMAND,
+                ) from None
+            say(f"Garmin refused that MFA code; try again ({left} left)")
+            continue
+        return
 
 
 def connect_garmin(
@@ -73,12 +114,15 @@ def connect_garmin(
     mfa_prompt: Callable[[], str],
     environ: Mapping[str, str],
     garmin_factory: Callable[..., Garmin] = Garmin,
+    say: Callable[[str], None] = lambda _line: None,
 ) -> GarminAccount:
     """Log in to Garmin Connect once and keep garminconnect's token file in `token_dir`.
 
     The email comes from `email`, else HILLSYNC_GARMIN_EMAIL; the password from
     HILLSYNC_GARMIN_PASSWORD, else `password_prompt()`. The MFA code is asked for only
-    when Garmin wants one. The password is never written anywhere. The saved tokens are
+    when Garmin wants one, up to MFA_TRIES times on the same login session (a mistyped code
+    does not cost a new login); `say` tells the runner a code was refused. The password is
+    never written anywhere; GARMINTOKENS in the environment is never read. The saved tokens are
     then verified with a token login, which is what every sync does.
 
     Raises UsageError (no email), AuthRequired (wrong password, MFA code refused),
@@ -96,17 +140,11 @@ def connect_garmin(
     del password
     now = datetime.now(UTC)
     try:
-        # No tokenstore: a reconnect must log in afresh, not reuse tokens that were refused.
-        status, mfa_state = garmin.login()
+        # A token path that holds nothing: a reconnect must log in afresh, not reuse tokens
+        # that were refused (nor GARMINTOKENS, which the library reads when given no path).
+        status, mfa_state = garmin.login(fresh_login_store(token_dir))
         if status == "needs_mfa":
-            code = mfa_prompt().strip()
-            if not code:
-                raise AuthRequired(
-                    "no MFA code given: run hillsync connect garmin again",
-                    source="garmin",
-                    command=CONNECT_COMMAND,
-                )
-            garmin.resume_login(mfa_state, code)
+            _finish_mfa(garmin, mfa_state, mfa_prompt, say)
         tokens = garmin.client.dumps()
     except GARMIN_ERRORS as exc:
         err = translate(exc, source="garmin", command=CONNECT_COMMAND, now=now, during="at login")

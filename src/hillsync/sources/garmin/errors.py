@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import requests
 import structlog
-import tenacity
 from garminconnect import (
     GarminConnectAuthenticationError,
     GarminConnectConnectionError,
@@ -128,8 +127,26 @@ def reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def default_retrying() -> tenacity.Retrying:
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(4),
-        wait=tenacity.wait_exponential_jitter(initial=2, max=30),
-    )
+_REFRESH_STATUS_RE = re.compile(r"refresh failed: (\d{3})")
+
+
+def refresh_refused(exc: BaseException | None) -> bool:
+    """Whether a failed DI token refresh was Garmin refusing the refresh token (400/401:
+    revoked, or rotated by another copy of the token file) rather than an outage."""
+    if exc is None:
+        return False
+    for e in chain(exc):
+        if isinstance(e, GarminConnectAuthenticationError):
+            match = _REFRESH_STATUS_RE.search(str(e))
+            if match and int(match.group(1)) in (400, 401):
+                return True
+    return False
+
+
+def refresh_reason(exc: BaseException) -> str:
+    """A failed refresh in a few words (its HTTP status when it has one), no library text."""
+    for e in chain(exc):
+        match = _REFRESH_STATUS_RE.search(str(e))
+        if match:
+            return f"HTTP {match.group(1)}"
+    return reason(exc)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,23 +21,27 @@ from garminconnect import (
 from hillsync.errors import (
     AuthRequired,
     BadActivity,
+    LockBusy,
     SourceError,
     SourceUnavailable,
 )
+from hillsync.locks import file_lock
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected
+from hillsync.retry import default_retrying
 from hillsync.sources.base import SourceState
 from hillsync.sources.fileformats import read_activity_bytes
 from hillsync.sources.garmin.errors import (
     CONNECT_COMMAND,
     GARMIN_ERRORS,
     chain,
-    default_retrying,
     http_status,
     is_transient,
+    refresh_reason,
+    refresh_refused,
     translate,
 )
 from hillsync.sources.garmin.mapping import activity_from_summary, fit_from_download, summary_key
-from hillsync.sources.garmin.tokens import token_file
+from hillsync.sources.garmin.tokens import real_dir, token_file
 
 log = structlog.get_logger(__name__)
 
@@ -108,9 +110,44 @@ class _Progress:
         }
 
 
-#: Logged-in clients by token file, valid while the file is the one they were made from:
-#: the worker builds a source per cycle, and a token login costs two profile requests.
-_CLIENTS: dict[tuple[Path, int], tuple[int | None, Garmin]] = {}
+#: How long Garmin may refuse the saved login (401 with a failed refresh) before the source
+#: asks for a reconnect: Garmin's token service has outages that heal by themselves.
+AUTH_GRACE = timedelta(hours=6)
+#: The cursor key holding when the refusals began (ISO 8601, UTC).
+_AUTH_FAILING = "auth_failing_since"
+
+
+class LoggedInClients:
+    """Logged-in garminconnect clients by token file, each valid while the file is the one
+    it was made from (a token login costs two profile requests; the worker builds a source
+    per cycle). Whoever runs the cycles owns one and passes it to every source it builds."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[Path, int], tuple[int | None, Garmin]] = {}
+
+    def get(self, key: tuple[Path, int], mtime: int | None) -> Garmin | None:
+        """The client made from the token file as it was at `mtime`, if any."""
+        cached = self._clients.get(key)
+        return cached[1] if cached is not None and cached[0] == mtime else None
+
+    def put(self, key: tuple[Path, int], mtime: int | None, garmin: Garmin) -> None:
+        """Remember `garmin` as made from (or having last written) the file at `mtime`."""
+        self._clients[key] = (mtime, garmin)
+
+    def drop(self, key: tuple[Path, int]) -> None:
+        """Forget the client of a token file Garmin refused."""
+        self._clients.pop(key, None)
+
+    def __contains__(self, key: tuple[Path, int]) -> bool:
+        return key in self._clients
+
+
+class _LoginRefused(SourceUnavailable):
+    """Garmin refused the saved login with a 401 and refreshing it failed, not as revoked."""
+
+    def __init__(self, message: str, *, source: str, auth: AuthRequired) -> None:
+        super().__init__(message, source=source)
+        self.auth = auth
 
 
 class GarminSource:
@@ -130,6 +167,7 @@ class GarminSource:
         garmin_factory: Callable[..., Garmin] = Garmin,
         reconnect_command: str = CONNECT_COMMAND,
         page_size: int = 100,
+        clients: LoggedInClients | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
@@ -147,6 +185,10 @@ class GarminSource:
         self._command = reconnect_command
         self._page_size = page_size
         self._garmin: Garmin | None = None
+        self._clients = clients if clients is not None else LoggedInClients()
+        #: The last DI token refresh garminconnect tried: its failure, or None (it worked).
+        self._refresh_failure: BaseException | None = None
+        self._refresh_tried = False
 
     @property
     def name(self) -> str:
@@ -165,17 +207,55 @@ class GarminSource:
         except GARMIN_ERRORS as exc:
             raise self._error(exc, during) from None
 
+    def _key(self) -> tuple[Path, int]:
+        return (token_file(self._token_dir), id(self._factory))
+
     def _error(self, exc: BaseException, during: str) -> SourceError:
         err = translate(
             exc, source=self._name, command=self._command, now=self._clock(), during=during
         )
         if isinstance(err, AuthRequired):
             self._garmin = None
-            _CLIENTS.pop((token_file(self._token_dir).absolute(), id(self._factory)), None)
+            self._clients.drop(self._key())
+            if http_status(exc) == 401 and not refresh_refused(self._refresh_failure):
+                # garminconnect refreshes on a 401 and swallows a failed refresh: unless
+                # Garmin refused the refresh token itself, this is its token service having
+                # an outage, which heals; fetch() decides how long that may last.
+                why = (
+                    refresh_reason(self._refresh_failure)
+                    if self._refresh_failure is not None
+                    else ("refreshed, still refused" if self._refresh_tried else "no refresh")
+                )
+                err = _LoginRefused(
+                    f"Garmin Connect refused the saved login of {self._name} {during} (HTTP 401;"
+                    f" token refresh: {why}): will retry with backoff, and ask for a reconnect"
+                    f" only if this lasts {AUTH_GRACE.total_seconds() / 3600:g} hours",
+                    source=self._name,
+                    auth=err,
+                )
         log.warning(
             "garmin_call_failed", source=self._name, during=during, error=type(err).__name__
         )
         return err
+
+    def _watch_refresh(self, garmin: Garmin) -> None:
+        """Record what garminconnect's DI token refresh does: it swallows a failure, and only
+        its status tells an outage (retry) from a revoked token (reconnect)."""
+        client = getattr(garmin, "client", None)
+        refresh = getattr(client, "_refresh_di_token", None)
+        if client is None or refresh is None:
+            return
+
+        def watched() -> None:
+            self._refresh_tried = True
+            try:
+                refresh()
+            except BaseException as exc:
+                self._refresh_failure = exc
+                raise
+            self._refresh_failure = None
+
+        client._refresh_di_token = watched
 
     def _client(self) -> Garmin:
         """A logged-in client; reused while the token file is the one it was made from.
@@ -192,16 +272,18 @@ class GarminSource:
                 source=self._name,
                 command=self._command,
             ) from None
-        key = (token_file(self._token_dir).absolute(), id(self._factory))
-        cached = _CLIENTS.get(key)
-        if cached is not None and cached[0] == mtime:
-            self._garmin = cached[1]
-            return cached[1]
+        cached = self._clients.get(self._key(), mtime)
+        if cached is not None:
+            self._garmin = cached
+            self._watch_refresh(cached)
+            return cached
         garmin = self._factory(retry_attempts=0)
-        # A path, not the JSON: the library writes refreshed tokens back to it.
-        self._call("at login", garmin.login, str(self._token_dir))
+        self._watch_refresh(garmin)
+        # A path, not the JSON: the library writes refreshed tokens back to it. The real
+        # path: garminconnect refuses one with a symlink (not owned by root) in it.
+        self._call("at login", garmin.login, str(real_dir(self._token_dir)))
         self._garmin = garmin
-        _CLIENTS[key] = (self._mtime(), garmin)
+        self._clients.put(self._key(), self._mtime(), garmin)
         return garmin
 
     def _mtime(self) -> int | None:
@@ -223,7 +305,30 @@ class GarminSource:
         Raises AuthRequired, RateLimited or SourceUnavailable; batches yielded before stay.
         """
         with self._exclusive():
-            yield from self._fetch(state)
+            cursor: Mapping[str, Any] = state.cursor
+            try:
+                for batch in self._fetch(state):
+                    if batch.cursor is not None:
+                        cursor = batch.cursor
+                    yield batch
+            except _LoginRefused as refused:
+                now = self._clock()
+                since = _parse_time(cursor.get(_AUTH_FAILING)) or now
+                if now - since >= AUTH_GRACE:
+                    raise AuthRequired(
+                        f"Garmin Connect has refused the saved login of {self._name} since"
+                        f" {since:%Y-%m-%d %H:%M} UTC and refreshing it keeps failing:"
+                        f" run {self._command}",
+                        source=self._name,
+                        command=self._command,
+                    ) from None
+                # Remembered in the cursor (committed before the error is raised), so the
+                # grace period counts from the first refusal across polls and restarts.
+                yield Batch(cursor={**cursor, _AUTH_FAILING: since.isoformat()})
+                raise SourceUnavailable(str(refused), source=self._name) from None
+            if _AUTH_FAILING in cursor:
+                log.info("garmin_login_recovered", source=self._name)
+                yield Batch(cursor={k: v for k, v in cursor.items() if k != _AUTH_FAILING})
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -234,21 +339,14 @@ class GarminSource:
         Raises SourceUnavailable when another process holds it.
         """
         self._token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._token_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SourceUnavailable(
-                    f"{self._name} is being synced by another hillsync process: will retry",
-                    source=self._name,
-                ) from None
-            try:
+            with file_lock(self._token_dir / ".lock", timeout_s=0, what=self._name):
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        except LockBusy:
+            raise SourceUnavailable(
+                f"{self._name} is being synced by another hillsync process: will retry",
+                source=self._name,
+            ) from None
 
     def _fetch(self, state: SourceState) -> Iterator[Batch]:
         garmin = self._client()
@@ -281,9 +379,8 @@ class GarminSource:
                 yield from self._backfill(garmin, prog)
         finally:
             # Our own client may have refreshed (rewritten) the token file meanwhile.
-            key = (token_file(self._token_dir).absolute(), id(self._factory))
-            if self._garmin is not None and key in _CLIENTS:
-                _CLIENTS[key] = (self._mtime(), self._garmin)
+            if self._garmin is not None and self._key() in self._clients:
+                self._clients.put(self._key(), self._mtime(), self._garmin)
 
     def _poll(self, garmin: Garmin, prog: _Progress) -> Iterator[Batch]:
         assert prog.newest is not None
@@ -478,3 +575,13 @@ class GarminSource:
             end_latlng=act.end_latlng or from_file.end_latlng,
             elevation_source="file",
         )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

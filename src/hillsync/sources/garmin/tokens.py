@@ -20,8 +20,28 @@ log = structlog.get_logger(__name__)
 TOKEN_FILE = "garmin_tokens.json"  # noqa: S105 - a file name, not a secret
 
 
+def real_dir(token_dir: Path) -> Path:
+    """`token_dir` with every symlink resolved.
+
+    garminconnect refuses a token path with a symlink not owned by root anywhere in it
+    (a guard against planted links), and says only that the tokens did not load; a state
+    directory under a symlinked home is common, so hillsync hands it the real path.
+    """
+    return token_dir.expanduser().resolve()
+
+
 def token_file(token_dir: Path) -> Path:
-    return token_dir / TOKEN_FILE
+    """The token file garminconnect reads and writes in `token_dir` (its real path)."""
+    return real_dir(token_dir) / TOKEN_FILE
+
+
+def fresh_login_store(token_dir: Path) -> str:
+    """A token path that holds nothing, for a login that must use the password.
+
+    garminconnect falls back to the GARMINTOKENS environment variable when it gets no
+    token path: hillsync uses its own token path only, so it always passes one.
+    """
+    return str(real_dir(token_dir) / "fresh-login.json")
 
 
 def write_tokens(token_dir: Path, data: bytes) -> None:

@@ -9,8 +9,13 @@ environment variables), the rate budget is read from the response headers and tu
 server errors are a tenacity policy passed in (so tests never sleep).
 """
 
-from hillsync.sources.strava.client import default_retrying
-from hillsync.sources.strava.connect import ConnectedAccount, connect_strava, disconnect_strava
+from hillsync.sources.strava.connect import (
+    ConnectedAccount,
+    Disconnected,
+    StravaApp,
+    connect_strava,
+    disconnect_strava,
+)
 from hillsync.sources.strava.mapping import (
     KIND,
     STRAVA_SPORTS,
@@ -24,10 +29,11 @@ __all__ = [
     "KIND",
     "STRAVA_SPORTS",
     "ConnectedAccount",
+    "Disconnected",
+    "StravaApp",
     "StravaSource",
     "activity_from_summary",
     "connect_strava",
-    "default_retrying",
     "disconnect_strava",
     "map_sport",
     "track_from_streams",

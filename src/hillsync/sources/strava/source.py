@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -16,12 +15,26 @@ import tenacity
 from pydantic import ValidationError
 from stravalib import exc as strava_exc
 
-from hillsync.errors import AuthRequired, RateLimited, SourceUnavailable
+from hillsync.errors import (
+    AccessRevoked,
+    AuthRequired,
+    LockBusy,
+    RateLimited,
+    SourceUnavailable,
+)
+from hillsync.locks import file_lock
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected, Secret, Track
 from hillsync.paths import write_private_file
 from hillsync.sources.base import SourceState
 from hillsync.sources.strava.budget import Budget, next_quarter
-from hillsync.sources.strava.client import fault_status, make_client, new_session, policy
+from hillsync.sources.strava.client import (
+    STRAVA_API_BASE,
+    error_codes,
+    fault_status,
+    make_client,
+    new_session,
+    policy,
+)
 from hillsync.sources.strava.mapping import (
     KIND,
     activity_from_summary,
@@ -73,6 +86,9 @@ class StravaSource:
         reconnect_command: str = "hillsync connect strava",
         reserve: int = 5,
         sports: Collection[str] = RUN_SPORTS,
+        api_base: str = STRAVA_API_BASE,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._name = name
         self._client_id = client_id
@@ -85,8 +101,12 @@ class StravaSource:
         self._command = reconnect_command
         self._sports = frozenset(sports)
         self._budget = Budget(clock, reserve)
-        self._client = make_client(session or new_session(), None, self._budget)
+        self._client = make_client(session or new_session(), None, self._budget, api_base)
         self._tokens: Tokens | None = None
+        # Waiting for another process's refresh is short (the lock helper's timeout), so it
+        # never holds up a shutdown; the waiting goes through these, so tests never sleep.
+        self._sleep = sleep
+        self._monotonic = monotonic
         self.requests_made = 0
 
     @property
@@ -121,85 +141,111 @@ class StravaSource:
             self._tokens = self._refresh_locked(now, margin)
         self._client.access_token = self._tokens.access_token.reveal()
 
-    def _refresh_locked(self, now: int, margin: int) -> Tokens:
+    def _refresh_locked(self, now: int, margin: int, *, force: bool = False) -> Tokens:
         if not self._token_path.exists():
             raise not_connected(self._command)
-        lock = self._lock_path()
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # Another process may have rotated the token while this one waited for the lock:
-            # its refresh token is then the only valid one.
-            current = read_tokens(self._token_path, self._command)
-            if current.expires_at - margin > now:
-                log.info("strava_token_reused", source=self._name)
-                return current
-            self._budget.check()
-            try:
-                info = self._retrying(
-                    self._client.refresh_access_token,
-                    client_id=self._client_id,
-                    client_secret=self._client_secret.reveal(),
-                    refresh_token=current.refresh_token.reveal(),
-                )
-            except requests.HTTPError as e:
-                self.requests_made += 1
-                status = fault_status(e)
-                if status in (400, 401, 403):
-                    raise AuthRequired(
-                        f"strava refused to refresh the access token (HTTP {status}):"
-                        f" run {self._command}",
-                        source=KIND,
-                        command=self._command,
-                    ) from None
-                raise SourceUnavailable(
-                    f"strava could not refresh the access token (HTTP {status}): will retry"
-                    " at the next poll",
-                    source=KIND,
-                ) from None
-            except requests.RequestException as e:
-                raise SourceUnavailable(
-                    f"strava is unreachable ({type(e).__name__}): will retry at the next poll",
-                    source=KIND,
-                ) from None
-            except (KeyError, TypeError, ValueError):
-                # stravalib reads the answer's fields itself: an answer without them rotated
-                # nothing that could be kept, so the old refresh token is still the one.
-                raise SourceUnavailable(
-                    "strava's token answer was incomplete: will retry at the next poll",
-                    source=KIND,
-                ) from None
+            with file_lock(
+                self._lock_path(),
+                what="the strava token file",
+                sleep=self._sleep,
+                monotonic=self._monotonic,
+            ):
+                return self._refresh_holding_lock(now, margin, force=force)
+        except LockBusy:
+            raise SourceUnavailable(
+                "another hillsync process is refreshing the strava token: will retry at the"
+                " next poll",
+                source=KIND,
+            ) from None
+
+    def _refresh_holding_lock(self, now: int, margin: int, *, force: bool) -> Tokens:
+        """Refresh with the lock held. Raises AuthRequired, AccessRevoked, RateLimited,
+        SourceUnavailable."""
+        # Another process may have rotated the token while this one waited for the lock:
+        # its refresh token is then the only valid one.
+        current = read_tokens(self._token_path, self._command)
+        rotated_elsewhere = self._tokens is None or (
+            current.refresh_token.reveal() != self._tokens.refresh_token.reveal()
+        )
+        if current.expires_at - margin > now and (not force or rotated_elsewhere):
+            log.info("strava_token_reused", source=self._name)
+            return current
+        self._budget.check()
+        try:
+            info = self._retrying(
+                self._client.refresh_access_token,
+                client_id=self._client_id,
+                client_secret=self._client_secret.reveal(),
+                refresh_token=current.refresh_token.reveal(),
+            )
+        except requests.HTTPError as e:
             self.requests_made += 1
-            rotated = refreshed_tokens(current, info)
-            # Persist before use: once Strava rotated it, the old refresh token is dead.
-            # Whatever else the answer lacks, the new refresh token is written first.
-            try:
-                write_private_file(self._token_path, rotated.to_json())
-            except OSError as e:
-                raise SourceUnavailable(
-                    f"cannot write the rotated Strava token to {self._token_path}"
-                    f" ({e.strerror}): free space or fix permissions, or run {self._command}",
+            status = fault_status(e)
+            if status in (400, 401) and _says_invalid_grant(e):
+                # Strava refuses a refresh token once the athlete revoked the app.
+                raise AccessRevoked(
+                    f"strava refused the refresh token (HTTP {status}): the athlete"
+                    " revoked hillsync's access on Strava, so hillsync deletes what came"
+                    f" only from this Strava account; run {self._command} to connect again",
                     source=KIND,
+                    command=self._command,
                 ) from None
-            if rotated.expires_at <= now:
-                raise SourceUnavailable(
-                    "strava's token answer had no usable access token: will retry at the next poll",
+            if status in (400, 401, 403):
+                raise AuthRequired(
+                    f"strava refused to refresh the access token (HTTP {status}):"
+                    f" run {self._command}",
                     source=KIND,
-                )
-            log.info("strava_token_refreshed", source=self._name, expires_at=rotated.expires_at)
-            return rotated
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+                    command=self._command,
+                ) from None
+            raise SourceUnavailable(
+                f"strava could not refresh the access token (HTTP {status}): will retry"
+                " at the next poll",
+                source=KIND,
+            ) from None
+        except requests.RequestException as e:
+            raise SourceUnavailable(
+                f"strava is unreachable ({type(e).__name__}): will retry at the next poll",
+                source=KIND,
+            ) from None
+        except (KeyError, TypeError, ValueError):
+            # stravalib reads the answer's fields itself: an answer without them rotated
+            # nothing that could be kept, so the old refresh token is still the one.
+            raise SourceUnavailable(
+                "strava's token answer was incomplete: will retry at the next poll",
+                source=KIND,
+            ) from None
+        self.requests_made += 1
+        rotated = refreshed_tokens(current, info)
+        # Persist before use: once Strava rotated it, the old refresh token is dead.
+        # Whatever else the answer lacks, the new refresh token is written first.
+        try:
+            write_private_file(self._token_path, rotated.to_json())
+        except OSError as e:
+            raise SourceUnavailable(
+                f"cannot write the rotated Strava token to {self._token_path}"
+                f" ({e.strerror}): free space or fix permissions, or run {self._command}",
+                source=KIND,
+            ) from None
+        if rotated.expires_at <= now:
+            raise SourceUnavailable(
+                "strava's token answer had no usable access token: will retry at the next poll",
+                source=KIND,
+            )
+        log.info("strava_token_refreshed", source=self._name, expires_at=rotated.expires_at)
+        return rotated
 
     # --- requests ----------------------------------------------------------------------
 
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(
+        self, fn: Callable[..., T], *args: Any, _retried_auth: bool = False, **kwargs: Any
+    ) -> T:
         """One API request: token, budget, retries, and errors mapped to hillsync's.
 
         Raises AuthRequired, RateLimited, SourceUnavailable; stravalib's ObjectNotFound
         passes through (the caller knows what a missing object means).
         """
+        retried_auth = _retried_auth
         self._ensure_token()
         self._budget.check()
 
@@ -219,6 +265,17 @@ class StravaSource:
                 command=self._command,
             ) from None
         except strava_exc.AccessUnauthorized:
+            if not retried_auth:
+                # A 401 on a token hillsync thinks valid: either it was revoked on Strava's
+                # side (the athlete revoked access: the refresh is then refused) or it was
+                # rotated by another copy. A forced refresh tells which.
+                assert self._tokens is not None
+                now = epoch(self._clock())
+                self._tokens = self._refresh_locked(
+                    now, int(REFRESH_MARGIN.total_seconds()), force=True
+                )
+                self._client.access_token = self._tokens.access_token.reveal()
+                return self._call(fn, *args, _retried_auth=True, **kwargs)
             self._tokens = None
             raise AuthRequired(
                 f"strava refused the access token (HTTP 401): run {self._command}",
@@ -404,3 +461,13 @@ def _split_recent(recent: Mapping[str, Any]) -> Iterator[tuple[str, str, int]]:
     for key, value in recent.items():
         if isinstance(value, list | tuple) and len(value) == 2:
             yield key, str(value[0]), int(value[1])
+
+
+def _says_invalid_grant(error: requests.HTTPError) -> bool:
+    """Whether Strava's refusal names the refresh token (or the grant) as invalid."""
+    for err in error_codes(error):
+        if str(err.get("code", "")).lower() == "invalid" and str(
+            err.get("resource", "")
+        ).lower() in ("refreshtoken", "authorization", "athlete"):
+            return True
+    return False

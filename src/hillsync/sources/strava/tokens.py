@@ -48,14 +48,18 @@ def refreshed_tokens(current: Tokens, info: Mapping[str, Any]) -> Tokens:
 
 @dataclass(frozen=True)
 class Tokens:
+    """One athlete's OAuth tokens, and the application (`client_id`) that issued them."""
+
     access_token: Secret
     refresh_token: Secret
     expires_at: int
     athlete_id: str
     scope: str
     display_name: str | None = None
+    client_id: int | None = None
 
     def to_json(self) -> bytes:
+        """The token file's content (it holds the secrets: write it 0600 only)."""
         return json.dumps(
             {
                 "access_token": self.access_token.reveal(),
@@ -64,12 +68,14 @@ class Tokens:
                 "athlete_id": self.athlete_id,
                 "scope": self.scope,
                 "display_name": self.display_name,
+                "client_id": self.client_id,
             },
             indent=2,
         ).encode()
 
 
 def not_connected(command: str) -> AuthRequired:
+    """The error of a source whose token file is missing."""
     return AuthRequired(f"strava is not connected: run {command}", source=KIND, command=command)
 
 
@@ -87,6 +93,7 @@ def read_tokens(path: Path, command: str) -> Tokens:
             athlete_id=str(data.get("athlete_id") or ""),
             scope=str(data.get("scope") or ""),
             display_name=data.get("display_name"),
+            client_id=int(data["client_id"]) if data.get("client_id") is not None else None,
         )
     except FileNotFoundError:
         raise not_connected(command) from None

@@ -1,7 +1,7 @@
-"""Hill training: hill repeats and elevation source per run, digest attachments, weekly marks.
+"""Hill training: hill-repeat sessions per activity and run, digest attachments, weekly marks.
 
-Revision ID: 0002_hill_training
-Revises: 0001
+Revision ID: hill_training
+Revises: sync_state_stale_since
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_hill_training"
-down_revision: str | None = "0001"
+revision: str = "hill_training"
+down_revision: str | None = "sync_state_stale_since"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -23,7 +23,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("hill_repeats", sa.JSON(), nullable=True))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("hill_repeats", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("elevation_source", sa.String(length=10), nullable=True))
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("attachment", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("attachment_name", sa.String(length=200), nullable=True))
@@ -53,7 +52,6 @@ def downgrade() -> None:
         batch.drop_column("attachment_name")
         batch.drop_column("attachment")
     with op.batch_alter_table("runs") as batch:
-        batch.drop_column("elevation_source")
         batch.drop_column("hill_repeats")
     with op.batch_alter_table("activities") as batch:
         batch.drop_column("hill_repeats")

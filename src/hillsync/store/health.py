@@ -1,0 +1,28 @@
+"""What the store knows of a source's health beyond its sync state: its runs' rhythm."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hillsync.store.tables import ActivityRow, SyncState
+
+#: Enough runs to learn a rhythm from, newest first.
+_RHYTHM_RUNS = 200
+
+
+def run_starts(session: Session, state: SyncState) -> list[datetime]:
+    """Start times of the newest runs this source delivered (deleted ones not counted)."""
+    stmt = (
+        select(ActivityRow.start_time)
+        .where(
+            ActivityRow.sync_state_id == state.id,
+            ActivityRow.is_run.is_(True),
+            ActivityRow.deleted_at.is_(None),
+        )
+        .order_by(ActivityRow.start_time.desc())
+        .limit(_RHYTHM_RUNS)
+    )
+    return list(session.scalars(stmt))

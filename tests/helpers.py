@@ -1,0 +1,116 @@
+"""The test suite's shared helpers, in one place: a clock, a GPX builder, a CLI harness.
+
+Fixtures live in conftest.py; these are the plain classes and functions tests build with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hillsync.cli import main
+
+#: Metres per degree of latitude on the mean Earth sphere (2 * pi * 6371.0088 km / 360).
+M_PER_DEGREE_LAT = 111_195.08
+#: The default start of a built track.
+TRACK_START = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock: call it for "now" (timezone-aware UTC); nothing sleeps."""
+
+    def __init__(self, now: datetime) -> None:
+        if now.tzinfo is None:
+            raise ValueError("a Clock runs on timezone-aware UTC")
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta | None = None, **kw: float) -> datetime:
+        """Move on by `delta` (or timedelta(**kw)); the new now."""
+        self.now += delta if delta is not None else timedelta(**kw)
+        return self.now
+
+
+Point = tuple[float, float, float]
+
+
+def straight_route(
+    length_m: float, ele: Callable[[float], float], *, step_m: float = 5.0, lat0: float = 46.0
+) -> list[Point]:
+    """(lat, lon, ele) points heading north every `step_m`, altitude ele(distance)."""
+    n = int(length_m / step_m) + 1
+    return [(lat0 + i * step_m / M_PER_DEGREE_LAT, 7.0, ele(i * step_m)) for i in range(n)]
+
+
+def gpx_track(
+    points: Sequence[Point],
+    *,
+    start: datetime = TRACK_START,
+    step_s: float = 1.0,
+    sport: str | None = None,
+    name: str | None = None,
+) -> str:
+    """A one-track GPX 1.1 document of (lat, lon, ele) points, `step_s` seconds apart."""
+    pts = "".join(
+        f'<trkpt lat="{lat:.7f}" lon="{lon:.7f}"><ele>{ele:.2f}</ele>'
+        f"<time>{start + timedelta(seconds=i * step_s):%Y-%m-%dT%H:%M:%SZ}</time></trkpt>"
+        for i, (lat, lon, ele) in enumerate(points)
+    )
+    head = (f"<name>{name}</name>" if name else "") + (f"<type>{sport}</type>" if sport else "")
+    return (
+        '<?xml version="1.0"?><gpx version="1.1" creator="test" '
+        'xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk>{head}<trkseg>{pts}</trkseg></trk></gpx>"
+    )
+
+
+class Cli:
+    """Runs `hillsync` in-process with its own HOME and XDG folders under `tmp`.
+
+    The config is `tmp/config.toml`; it is passed with --config once it exists.
+    """
+
+    def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.tmp = tmp
+        self.capsys = capsys
+        self.config = tmp / "config.toml"
+        self.env: dict[str, str] = {
+            "HOME": str(tmp / "home"),
+            "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
+            "XDG_STATE_HOME": str(tmp / "xdg-state"),
+            "XDG_DATA_HOME": str(tmp / "xdg-data"),
+            "PATH": os.environ.get("PATH", ""),
+        }
+
+    @property
+    def state_dir(self) -> Path:
+        """hillsync's state folder under this harness's XDG_STATE_HOME."""
+        return Path(self.env["XDG_STATE_HOME"]) / "hillsync"
+
+    def write_config(self, text: str) -> None:
+        """Write the config (dedented, private)."""
+        self.config.write_text(textwrap.dedent(text))
+        self.config.chmod(0o600)
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) of `hillsync [--config CFG] ARGS`."""
+        self.capsys.readouterr()
+        argv = ["--config", str(self.config), *args] if self.config.exists() else list(args)
+        code = main(argv, environ=self.env)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *args: str) -> Any:
+        """The parsed output of `ARGS --json`, which must exit 0."""
+        code, out, err = self(*args, "--json")
+        assert code == 0, err
+        return json.loads(out)
