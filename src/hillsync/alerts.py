@@ -24,6 +24,7 @@ from hillsync.balance import (
     WARNING_STATES,
     evaluate,
     needs_auth_message,
+    ramp_message,
     reminder_message,
     report_as_json,
     warning_message,
@@ -31,6 +32,7 @@ from hillsync.balance import (
 from hillsync.model import (
     BalanceReport,
     BalanceStatus,
+    CourseTargets,
     Goal,
     Message,
     RunForBalance,
@@ -53,6 +55,7 @@ def evaluate_athlete(
     url_keys: Sequence[str],
     now: datetime,
     runs: Sequence[RunForBalance],
+    course: CourseTargets | None = None,
 ) -> BalanceReport:
     """Evaluate the balance at `now`, store the state, enqueue at most one message.
 
@@ -62,7 +65,7 @@ def evaluate_athlete(
     """
     state = outbox.get_balance_state(session, athlete_id, for_update=True)
     previous = BalanceStatus.stored(state.status) if state is not None else None
-    report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous)
+    report = evaluate(runs, goal, athlete=athlete, at=now, previous=previous, course=course)
     as_json = report_as_json(report)
     status = report.status
 
@@ -104,7 +107,26 @@ def evaluate_athlete(
             status=status.value,
             previous=previous.value if previous else None,
         )
+    _enqueue_ramp(session, athlete_id, report, url_keys=url_keys, now=now)
     return report
+
+
+def _enqueue_ramp(
+    session: Session,
+    athlete_id: int,
+    report: BalanceReport,
+    *,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> None:
+    """The downhill ramp warning, at most once per athlete and ISO week."""
+    ramp = ramp_message(report)
+    week = report.downhill_week
+    if ramp is None or week is None:
+        return
+    iso = week.week_start.isocalendar()
+    period = f"{iso.year}-W{iso.week:02d}"
+    enqueue_once(session, athlete_id, ramp, period, url_keys=url_keys, now=now)
 
 
 def enqueue_needs_auth(
@@ -131,6 +153,28 @@ def enqueue_needs_auth(
     row = outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
     log.info("needs_auth_message", athlete=athlete, source=source)
     return row
+
+
+def enqueue_once(
+    session: Session,
+    athlete_id: int,
+    message: Message,
+    period: str,
+    *,
+    url_keys: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Enqueue `message` unless a message of its kind was enqueued for `period` already.
+
+    The mark and the message commit together (the caller's transaction), so it is sent once
+    per period, also across restarts and with several workers. Returns whether it was
+    enqueued. Nothing is committed.
+    """
+    if not outbox.mark_once(session, athlete_id, message.kind, period, now):
+        return False
+    outbox.enqueue(session, message, athlete_id=athlete_id, url_keys=url_keys, now=now)
+    log.info("weekly_message", athlete=message.athlete, kind=message.kind, period=period)
+    return True
 
 
 def stale_message(athlete: str, source: str, stale: Stale) -> Message:

@@ -27,7 +27,7 @@ from hillsync.model import (
 )
 
 #: Bump when a change of the rules could change a stored label.
-CLASSIFIER_VERSION: int = 1
+CLASSIFIER_VERSION: int = 2
 
 #: Altitudes outside this band are sensor garbage, not terrain (Dead Sea to above Everest).
 MIN_ALTITUDE_M = -500.0
@@ -482,6 +482,23 @@ def classify(summary: Summary, profile: Profile | None, params: ClassifyParams) 
 
     reported_source = totals_source if (reported_gain, reported_loss) != (None, None) else "none"
     if summary.indoor or summary.sport in INDOOR_SPORTS:
+        if (
+            reported_gain is not None
+            and distance >= MIN_RUN_M
+            and reported_gain / (distance / 1000.0) >= params.hilly_m_per_km
+        ):
+            # An inclined treadmill is real hill work (DESIGN.md section 4).
+            inputs.update(reason="indoor with reported ascent", gain_from="reported")
+            per_km = reported_gain / (distance / 1000.0)
+            return result(
+                Terrain.UPHILL,
+                reported_gain,
+                reported_loss,
+                f"indoor run with {reported_gain:.0f} m of reported ascent over "
+                f"{distance / 1000:.1f} km = {per_km:.0f} m/km >= "
+                f"{params.hilly_m_per_km:g}: uphill (an inclined treadmill)",
+                reported_source,
+            )
         inputs["reason"] = "indoor"
         noun = "run" if summary.sport in RUN_SPORTS else "activity"
         return result(

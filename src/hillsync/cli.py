@@ -600,6 +600,8 @@ def cmd_demo(cli: Cli) -> int:
         cli.print()
         cli.print(f"notification: {message.title}")
         cli.print(message.body)
+        if message.attachment_name:
+            cli.print(f"(with the chart {message.attachment_name} where the service takes it)")
     return EXIT_OK
 
 

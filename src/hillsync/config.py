@@ -474,6 +474,7 @@ class GoalSettings:
             downhill_share_max=float(down),
             window_days=self.window_days,
             race_date=self.race_date,
+            downhill_share_min=self.downhill_share_min,
         )
 
 

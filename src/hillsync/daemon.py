@@ -301,6 +301,9 @@ class Daemon:
             times.append(delivery)
         if self._last_balance is not None:
             times.append(self._last_balance + BALANCE_EVERY)
+        digest = worker.next_digest(self.clock())
+        if digest is not None:
+            times.append(digest)
         return next_sync, min(times, default=None)
 
     def sleep_seconds(self, next_due: datetime | None) -> float:

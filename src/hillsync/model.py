@@ -226,6 +226,18 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class HillRepeats:
+    """A hill-repeat session found in one run: how many efforts, their typical length and grade.
+
+    `length_m` and `grade_pct` are the medians over the efforts.
+    """
+
+    count: int
+    length_m: float
+    grade_pct: float
+
+
+@dataclass(frozen=True)
 class Classification:
     """The label of one run and the figures it was decided from.
 
@@ -245,6 +257,8 @@ class Classification:
     #: True when the summary alone could not decide (point-to-point run without loss):
     #: the source should fetch the profile if it can.
     needs_profile: bool = False
+    #: The hill-repeat session found in the run's profile (hillsync.hills), if any.
+    hill_repeats: HillRepeats | None = None
     #: One line saying why this label ("412 m up over 11.1 km = 37 m/km >= 15: uphill").
     reason: str = ""
     #: Where gain and loss came from: one of ELEVATION_SOURCES.
@@ -341,6 +355,9 @@ class Goal:
     downhill_share_max: float
     window_days: int = 28
     race_date: date | None = None
+    #: The least share of the window's distance on downhill 100 m segments (`downhill_low`
+    #: below it); None: no minimum unless the race course sets one.
+    downhill_share_min: float | None = None
 
 
 class BalanceStatus(enum.StrEnum):
@@ -350,6 +367,7 @@ class BalanceStatus(enum.StrEnum):
     LOW = "low"
     HIGH = "high"
     DOWNHILL_HIGH = "downhill_high"
+    DOWNHILL_LOW = "downhill_low"
     INSUFFICIENT_DATA = "insufficient_data"
 
     @classmethod
@@ -363,18 +381,6 @@ class BalanceStatus(enum.StrEnum):
             return cls(value)
         except ValueError:
             return None
-
-
-@dataclass(frozen=True)
-class HillRepeats:
-    """A hill-repeat session found in one run: how many efforts, their typical length and grade.
-
-    `length_m` and `grade_pct` are the medians over the efforts.
-    """
-
-    count: int
-    length_m: float
-    grade_pct: float
 
 
 @dataclass(frozen=True)
@@ -419,6 +425,53 @@ class HillSessions:
 
 
 @dataclass(frozen=True)
+class DownhillWeek:
+    """This week's descent against the average of the 4 weeks before (ISO weeks, UTC)."""
+
+    week_start: date
+    loss_m: float
+    average_m: float
+    #: True when this week rises past the ramp limit (a warning, once per week).
+    ramp: bool
+
+
+@dataclass(frozen=True)
+class CourseFigures:
+    """The terrain of a race course (`[goal] course`), as the classifier measures a run.
+
+    `uphill_m`/`downhill_m`/`flat_m` are its 100 m segment split; the longest climb (and
+    descent) is the largest height won (lost) in one go, dips under 10 m not breaking it.
+    """
+
+    name: str
+    distance_m: float
+    gain_m: float
+    loss_m: float
+    uphill_m: float
+    downhill_m: float
+    flat_m: float
+    longest_climb_m: float
+    longest_climb_length_m: float
+    longest_descent_m: float
+    longest_descent_length_m: float
+
+
+@dataclass(frozen=True)
+class CourseTargets:
+    """The training targets a course sets, and which of them came from it (`from_course`)."""
+
+    figures: CourseFigures
+    uphill_share: float
+    downhill_share: float
+    descending: bool
+    hill_share_min: float
+    hill_share_max: float
+    downhill_share_min: float | None
+    vertical_week_target_m: float
+    from_course: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BalanceReport:
     """The hill balance of one athlete over one window."""
 
@@ -436,16 +489,28 @@ class BalanceReport:
     advice: str
     terrain: TerrainVolume = field(default_factory=TerrainVolume)
     hill_sessions: HillSessions = field(default_factory=HillSessions)
+    course: CourseTargets | None = None
+    #: Elevation gain of the 7 days up to the window's end (for the course's weekly target).
+    vertical_week_m: float = 0.0
+    downhill_week: DownhillWeek | None = None
+    #: Share of the known-label distance whose elevation is GPS-only (a file profile
+    #: without device totals); None without such distance.
+    gps_only_share: float | None = None
 
 
 @dataclass(frozen=True)
 class Message:
-    """A notification to deliver: a title and a body of plain text."""
+    """A notification to deliver: a title and a body of plain text.
+
+    `attachment` (with its file name) is sent along where the service takes attachments.
+    """
 
     kind: str
     title: str
     body: str
     athlete: str = "me"
+    attachment: bytes | None = None
+    attachment_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -501,3 +566,56 @@ def is_loop(start: tuple[float, float] | None, end: tuple[float, float] | None) 
     if start is None or end is None:
         return None
     return haversine_m(start, end) <= LOOP_TOLERANCE_M
+
+
+def turning_points(z: FloatArray, min_change: float) -> list[int]:
+    """Indexes of alternating lows and highs of z, each more than min_change from the one before.
+
+    A zigzag: the current extreme is followed until the series turns back by more than
+    min_change. The first point is the first extreme before the first real change of
+    direction. Only the ends and the local extremes can be turning points, so the zigzag
+    walks those (found with numpy) rather than every sample.
+    """
+    n = z.size
+    if n < 2:
+        return []
+    d = np.diff(z)
+    moving = np.flatnonzero(d != 0.0)
+    if moving.size == 0:
+        return []
+    s = np.sign(d[moving])
+    # a change of sign between two moving steps: the extreme is the first sample after the
+    # earlier step (the start of a plateau, as the sample-by-sample zigzag would take it)
+    turns = moving[:-1][s[1:] != s[:-1]] + 1
+    candidates = np.concatenate(([0], turns, [n - 1]))
+    zc: list[float] = z[candidates].tolist()
+    lo = hi = 0
+    i = 1
+    direction = 0
+    ext = 0
+    points: list[int] = []
+    m = len(zc)
+    while i < m and direction == 0:
+        if zc[i] > zc[hi]:
+            hi = i
+        if zc[i] < zc[lo]:
+            lo = i
+        if zc[hi] - zc[lo] > min_change:
+            direction, points, ext = (1, [lo], hi) if hi > lo else (-1, [hi], lo)
+        i += 1
+    if direction == 0:
+        return []
+    for j in range(i, m):
+        if direction == 1:
+            if zc[j] > zc[ext]:
+                ext = j
+            elif zc[ext] - zc[j] > min_change:
+                points.append(ext)
+                direction, ext = -1, j
+        elif zc[j] < zc[ext]:
+            ext = j
+        elif zc[j] - zc[ext] > min_change:
+            points.append(ext)
+            direction, ext = 1, j
+    points.append(ext)
+    return [int(candidates[p]) for p in points]

@@ -112,6 +112,19 @@ class DeliveryResult:
     logged: int = 0
 
 
+def _attachment(name: str, data: bytes) -> Any:
+    """An in-memory apprise attachment (no temporary file)."""
+    import apprise
+    from apprise.attachment import memory
+
+    # apprise's attachment classes are untyped
+    attach_memory: Any = memory.AttachMemory
+    mimetype = "image/png" if name.lower().endswith(".png") else "application/octet-stream"
+    attach = apprise.AppriseAttachment()
+    attach.add(attach_memory(content=data, name=name, mimetype=mimetype))
+    return attach
+
+
 def _default_factory() -> Any:
     import apprise  # lazily: start-up footprint
 
@@ -158,17 +171,28 @@ class Notifier:
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems), problems)
 
-    def _send(self, url: str, title: str, body: str) -> str | None:
-        """Send to one URL; None on success, else a one-line reason without the URL."""
-        with _scrubbing(self._scrubber):
-            return self._send_scrubbed(url, title, body)
+    def _send(
+        self, url: str, title: str, body: str, attachment: tuple[str, bytes] | None = None
+    ) -> str | None:
+        """Send to one URL; None on success, else a one-line reason without the URL.
 
-    def _send_scrubbed(self, url: str, title: str, body: str) -> str | None:
+        `attachment` (file name, bytes) goes along where the service takes attachments;
+        apprise sends the text alone to the others.
+        """
+        with _scrubbing(self._scrubber):
+            return self._send_scrubbed(url, title, body, attachment)
+
+    def _send_scrubbed(
+        self, url: str, title: str, body: str, attachment: tuple[str, bytes] | None
+    ) -> str | None:
         try:
             ap = self._factory()
             if not ap.add(url):
                 return "apprise cannot use this URL"
-            if not ap.notify(body=body, title=title):
+            extra: dict[str, Any] = {}
+            if attachment is not None:
+                extra["attach"] = _attachment(*attachment)
+            if not ap.notify(body=body, title=title, **extra):
                 return "the notification service did not accept the message"
         except _SEND_ERRORS as exc:
             # str(exc) may quote the URL: keep only the type
@@ -213,9 +237,9 @@ class Notifier:
             claimed = self._claim(db_session_factory, delivery_id, now, failing)
             if claimed is None:
                 continue
-            url_key, title, body, attempts = claimed
+            url_key, title, body, attempts, attachment = claimed
             url = self._by_key[url_key].reveal()
-            error = self._send(url, title, body)
+            error = self._send(url, title, body, attachment)
             with db_session_factory() as session:
                 delivery = outbox.get_delivery(session, delivery_id)
                 if error is None:
@@ -248,8 +272,8 @@ class Notifier:
         delivery_id: int,
         now: datetime,
         failing: set[str],
-    ) -> tuple[str, str, str, int] | None:
-        """Take one due delivery for sending: (url key, title, body, attempts), or None.
+    ) -> tuple[str, str, str, int, tuple[str, bytes] | None] | None:
+        """Take one due delivery: (url key, title, body, attempts, attachment), or None.
 
         The claim moves the delivery's next attempt a lease ahead and commits, so that no
         other worker sends it meanwhile and the send runs outside any transaction; a crash
@@ -261,7 +285,10 @@ class Notifier:
                 return None  # another worker has it, it was sent meanwhile, or its URL is down
             delivery.next_attempt_at = now + CLAIM_LEASE
             message = delivery.message
-            return delivery.url_key, message.title, message.body, delivery.attempts
+            attachment = None
+            if message.attachment is not None:
+                attachment = (message.attachment_name or "attachment.png", message.attachment)
+            return delivery.url_key, message.title, message.body, delivery.attempts, attachment
 
     def send_test(self) -> list[tuple[str, bool, str | None]]:
         """Send a test message to every URL: (redacted URL, ok, error or None) per URL."""

@@ -39,14 +39,15 @@ def classify_activity(
 
     Raises BadActivity when its samples cannot be made into a profile.
     """
-    # Here, not at the top: classify imports numpy, which a quiet poll, `status` and
-    # `balance` never need.
-    from hillsync import classify
+    # Here, not at the top: classify and hills import numpy, which a quiet poll, `status`
+    # and `balance` never need.
+    from hillsync import classify, hills
 
     profile = activity.profile
     if profile is None and activity.track is not None and len(activity.track):
         profile = classify.build_profile(activity.track)
-    return profile, classify.classify(summary_of(activity), profile, params)
+    c = classify.classify(summary_of(activity), profile, params)
+    return profile, hills.with_hill_repeats(c, profile)
 
 
 def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:

@@ -425,7 +425,10 @@ def dashboard_png(dashboard: Dashboard) -> bytes:
 
 
 def summary_lines(report: BalanceReport) -> list[str]:
-    """The current balance in four short lines: status, shares and band, window, advice."""
+    """The current balance in four short lines: status, shares and band, window, advice.
+
+    The window's line carries the terrain volume (km-effort) and the hill sessions.
+    """
     goal = report.goal
     band = f"{goal.hill_share_min:.0%}–{goal.hill_share_max:.0%}"
     share = "n/a" if report.hill_share is None else f"{report.hill_share:.0%}"
@@ -434,7 +437,8 @@ def summary_lines(report: BalanceReport) -> list[str]:
         f"{report.athlete}: {str(report.status).replace('_', ' ')}",
         f"hill share {share} (goal {band}), downhill {down} (max {goal.downhill_share_max:.0%})",
         f"last {goal.window_days} days: {report.runs} runs, {report.distance_m / 1000:.1f} km, "
-        f"{report.vertical_m:.0f} m climbed",
+        f"{report.vertical_m:.0f} m climbed, km-effort {report.terrain.km_effort:.0f}, "
+        f"{report.hill_sessions.count} hill sessions",
         report.advice,
     ]
 

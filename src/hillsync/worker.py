@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 
 from hillsync import alerts
 from hillsync.backoff import exponential
+from hillsync.balance import digest_due, digest_message, evaluate, history_start, next_digest
 from hillsync.clock import Clock, utc_now
 from hillsync.config import NotifySettings, Settings
+from hillsync.coursefile import CourseReader
 from hillsync.errors import (
     AccessRevoked,
     AuthRequired,
@@ -33,7 +35,9 @@ from hillsync.model import (
     FAILED_STATES,
     AccountState,
     BalanceReport,
+    BalanceStatus,
     Batch,
+    RunForBalance,
     Secret,
     SourceKind,
     SyncStatus,
@@ -117,6 +121,7 @@ class Worker:
         retrying: Callable[[], tenacity.Retrying] = default_retrying,
         progress: Callable[[str, int, int | None], None] | None = None,
         stop: Callable[[], bool] = lambda: False,
+        tz: tzinfo | None = None,
         garmin_clients: LoggedInClients | None = None,
         heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
@@ -131,6 +136,9 @@ class Worker:
         self.clock = clock
         self.retrying = retrying
         self.progress = progress
+        #: The digest's local time zone (None: the system's).
+        self.tz = tz
+        self.courses = CourseReader(settings.classify)
 
     # -- which sources there are -------------------------------------------------------
 
@@ -205,9 +213,14 @@ class Worker:
         stored = sum(o.new + o.updated for o in outcomes if o.skipped is None)
         reports: dict[str, BalanceReport] = {}
         evaluated = not self.stop() and (evaluate is None or evaluate(stored))
+        at = balance_at() if balance_at else None
         if evaluated:
             self.heartbeat()
-            reports = self.evaluate_balances(at=balance_at() if balance_at else None)
+            reports = self.evaluate_balances(at=at)
+        if not self.stop():
+            # Due or not is the digest's own schedule (once a week, kept in the store).
+            self.heartbeat()
+            self.send_digests(at=at)
         delivery = None
         if deliver and not self.stop():
             self.heartbeat()
@@ -416,9 +429,8 @@ class Worker:
             goal = athlete.goal.goal()
             with self.db.session() as session:
                 row = repo.ensure_athlete(session, athlete.name)
-                runs = repo.runs_for_balance(
-                    session, athlete.name, at - timedelta(days=goal.window_days), at
-                )
+                runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
+                course = self.courses.targets(athlete.goal.course, goal, at.date())
                 reports[athlete.name] = alerts.evaluate_athlete(
                     session,
                     row.id,
@@ -428,8 +440,57 @@ class Worker:
                     url_keys=[outbox.url_key(u.reveal()) for u in athlete.notify.urls],
                     now=at,
                     runs=runs,
+                    course=course,
                 )
         return reports
+
+    def send_digests(self, at: datetime | None = None) -> int:
+        """Enqueue each athlete's weekly digest once it is due and not yet sent this week.
+
+        Returns how many were enqueued. Raises StoreError when the database fails.
+        """
+        now = at or self.clock()
+        sent = 0
+        for athlete in self.settings.athletes.values():
+            digest = athlete.notify.digest
+            if digest is None:
+                continue
+            period = digest_due(now, digest.weekday, digest.at, self.tz)
+            if period is None:
+                continue
+            goal = athlete.goal.goal()
+            with self.db.session() as session:
+                athlete_id = repo.ensure_athlete(session, athlete.name).id
+                if outbox.is_marked(session, athlete_id, "digest", period):
+                    continue
+                state = outbox.get_balance_state(session, athlete_id)
+                runs = repo.runs_for_balance(
+                    session, athlete.name, now - timedelta(weeks=DIGEST_WEEKS + 1), now
+                )
+            previous = BalanceStatus.stored(state.status) if state is not None else None
+            course = self.courses.targets(athlete.goal.course, goal, now.date())
+            report = evaluate(
+                runs, goal, athlete=athlete.name, at=now, previous=previous, course=course
+            )
+            message = digest_message(
+                runs, report, now=now, tz=self.tz, chart=digest_chart(runs, now)
+            )
+            url_keys = [outbox.url_key(u.reveal()) for u in athlete.notify.urls]
+            with self.db.session() as session:
+                if alerts.enqueue_once(
+                    session, athlete_id, message, period, url_keys=url_keys, now=now
+                ):
+                    sent += 1
+        return sent
+
+    def next_digest(self, now: datetime) -> datetime | None:
+        """The next moment a digest of any athlete falls due (None: no digest configured)."""
+        times = [
+            next_digest(now, a.notify.digest.weekday, a.notify.digest.at, self.tz)
+            for a in self.settings.athletes.values()
+            if a.notify.digest is not None
+        ]
+        return min(times, default=None)
 
     def all_urls(self) -> list[Secret]:
         """Every notification URL of every athlete, once each."""
@@ -439,6 +500,22 @@ class Worker:
         """Deliver what is due in the outbox; a failing URL never raises."""
         notifier = Notifier(self.all_urls(), clock=self.clock)
         return notifier.deliver_pending(self.db.session, stop=self.stop)
+
+
+#: Weeks of the digest's chart.
+DIGEST_WEEKS = 8
+
+
+def digest_chart(runs: Sequence[RunForBalance], now: datetime) -> bytes | None:
+    """The weekly km chart (report.py's renderer) as a PNG, None when it cannot be drawn."""
+    from hillsync.report import weekly_chart, weekly_volumes
+
+    try:
+        return weekly_chart(weekly_volumes(runs, DIGEST_WEEKS, now), "png")
+    except (ValueError, RuntimeError, OSError) as exc:
+        # the digest's text matters more than its picture
+        log.warning("digest_chart_failed", error=type(exc).__name__)
+        return None
 
 
 def parked_reason(

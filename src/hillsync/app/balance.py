@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 from hillsync.app.context import AppContext
-from hillsync.balance import evaluate
-from hillsync.model import BalanceReport
+from hillsync.balance import evaluate, history_start
+from hillsync.model import BalanceReport, CourseTargets, Goal
 
 
 def end_of_day(day: date) -> datetime:
@@ -38,7 +39,21 @@ def current_balance(
     with ctx.db.session() as session:
         row = repo.ensure_athlete(session, settings.name)
         previous = outbox.previous_status(session, row.id) if at is None else None
-        runs = repo.runs_for_balance(
-            session, settings.name, when - timedelta(days=goal.window_days), when
-        )
-    return evaluate(runs, goal, athlete=settings.name, at=when, previous=previous)
+        runs = repo.runs_for_balance(session, settings.name, history_start(goal, when), when)
+    course = course_targets(ctx, settings.goal.course, goal, when)
+    return evaluate(runs, goal, athlete=settings.name, at=when, previous=previous, course=course)
+
+
+def course_targets(
+    ctx: AppContext, path: Path | None, goal: Goal, when: datetime
+) -> CourseTargets | None:
+    """The race course's targets for `goal` on `when`'s day (None without a readable course).
+
+    The course file is read with the [classify] thresholds; an unreadable one is logged and
+    left out (the profile's band applies).
+    """
+    if path is None:
+        return None
+    from hillsync.coursefile import CourseReader
+
+    return CourseReader(ctx.settings.classify).targets(path, goal, when.date())

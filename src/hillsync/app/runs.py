@@ -54,6 +54,9 @@ def run_json(run: RunView) -> dict[str, object]:
         "elevation_loss_m": _rounded(run.elevation_loss_m),
         "sources": [{"source": s, "source_id": i} for s, i in run.sources],
         "elevation_source": run.elevation_source,
+        "hill_repeats": None
+        if (h := run.hill_repeats) is None
+        else {"count": h.count, "length_m": h.length_m, "grade_pct": h.grade_pct},
         "reason": run.reason,
     }
 
@@ -73,11 +76,13 @@ def reclassify(ctx: AppContext) -> ReclassifyResult:
     Raises StoreError when the database fails or a stored profile cannot be decoded.
     """
     from hillsync.classify import classify
+    from hillsync.hills import with_hill_repeats
     from hillsync.store import repo
 
     params = ctx.settings.classify
     with ctx.db.session() as session:
         total, changed = repo.reclassify_all(
-            session, lambda summary, profile: classify(summary, profile, params)
+            session,
+            lambda summary, profile: with_hill_repeats(classify(summary, profile, params), profile),
         )
     return ReclassifyResult(total, changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,9 @@ from hillsync.config import (
     DatabaseSettings,
     FolderSettings,
     GoalSettings,
+    NotifySettings,
     Settings,
+    WeeklyTime,
 )
 from hillsync.model import BalanceReport, Message
 
@@ -60,12 +62,14 @@ class DemoResult:
 
 
 def demo_settings(data: Path, db_path: Path) -> Settings:
-    """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs."""
+    """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs,
+    and the weekly digest on (Monday 07:00)."""
     from hillsync.store.db import sqlite_url
 
     me = AthleteSettings(
         DEFAULT_ATHLETE,
         goal=GoalSettings(),
+        notify=NotifySettings(digest=WeeklyTime(0, time(7, 0))),
         folders=(FolderSettings(path=data, name="samples", poll_minutes=5.0),),
     )
     return replace(
@@ -99,7 +103,8 @@ def demo(environ: dict[str, str] | None = None) -> DemoResult:
                 runs = tuple(repo.list_runs(session))
             with ctx.db.session() as session:
                 messages = tuple(
-                    Message(m.kind, m.title, m.body) for m in outbox.all_messages(session)
+                    Message(m.kind, m.title, m.body, attachment_name=m.attachment_name)
+                    for m in outbox.all_messages(session)
                 )
                 outbox.mark_all_done(session, ctx.clock())
         finally:

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hillsync.model import BalanceStatus, Message
-from hillsync.store.tables import BalanceState, OutboxDelivery, OutboxMessage
+from hillsync.store.tables import BalanceState, OutboxDelivery, OutboxMessage, WeeklyMark
 
 #: Longest error text kept on a delivery.
 MAX_ERROR_CHARS = 500
@@ -89,6 +90,8 @@ def enqueue(
         body=message.body,
         created_at=now,
         done_at=None,
+        attachment=message.attachment,
+        attachment_name=message.attachment_name,
     )
     for key in dict.fromkeys(url_keys):  # same URL configured twice: deliver once
         row.deliveries.append(
@@ -243,3 +246,32 @@ def mark_all_done(session: Session, now: datetime) -> int:
         message.done_at = now
     session.flush()
     return len(messages)
+
+
+def is_marked(session: Session, athlete_id: int, kind: str, period: str) -> bool:
+    """Whether `kind` was already done for the athlete in `period` (see `mark_once`)."""
+    found = session.scalar(
+        select(WeeklyMark.id).where(
+            WeeklyMark.athlete_id == athlete_id,
+            WeeklyMark.kind == kind,
+            WeeklyMark.period == period,
+        )
+    )
+    return found is not None
+
+
+def mark_once(session: Session, athlete_id: int, kind: str, period: str, now: datetime) -> bool:
+    """Record that `kind` was done for the athlete in `period`; False when it already was.
+
+    Call it in the transaction that enqueues the message: the unique (athlete, kind, period)
+    makes "once per period" hold across restarts and several workers (on PostgreSQL a
+    concurrent insert waits for the other transaction and then fails here).
+    """
+    if is_marked(session, athlete_id, kind, period):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(WeeklyMark(athlete_id=athlete_id, kind=kind, period=period, created_at=now))
+    except IntegrityError:
+        return False
+    return True

@@ -24,6 +24,7 @@ from hillsync.model import (
     Activity,
     Batch,
     Classification,
+    HillRepeats,
     Profile,
     RunForBalance,
     SourceKind,
@@ -44,7 +45,7 @@ _HASHED = (
     "reported_gain_m", "reported_loss_m", "elevation_range_m", "start_lat", "start_lon",
     "end_lat", "end_lon", "indoor", "external_id", "elevation_source", "raw", "profile",
     "profile_distance_m", "label", "elevation_gain_m", "elevation_loss_m", "uphill_m",
-    "downhill_m", "flat_m", "classifier_version", "classify_inputs",
+    "downhill_m", "flat_m", "classifier_version", "classify_inputs", "hill_repeats",
 )  # fmt: skip
 
 
@@ -77,6 +78,28 @@ class RunView:
     elevation_source: str | None = None
     #: Why the label, in one line; None likewise.
     reason: str | None = None
+    hill_repeats: HillRepeats | None = None
+
+
+def hill_repeats_json(h: HillRepeats | None) -> dict[str, Any] | None:
+    """A hill-repeat session as stored and shown: {count, length_m, grade_pct}, or None."""
+    if h is None:
+        return None
+    return {"count": h.count, "length_m": h.length_m, "grade_pct": h.grade_pct}
+
+
+def hill_repeats_of(value: Mapping[str, Any] | None) -> HillRepeats | None:
+    """The stored {count, length_m, grade_pct} back as a HillRepeats (None stays None)."""
+    if not value:
+        return None
+    try:
+        return HillRepeats(
+            count=int(value["count"]),
+            length_m=float(value["length_m"]),
+            grade_pct=float(value["grade_pct"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # written by another version: as if not found
 
 
 def _utc_now() -> datetime:
@@ -365,6 +388,7 @@ def _activity_values(
         "classify_inputs": _json_safe(c.inputs) or {},
         "label_elevation_source": c.elevation_source,
         "label_reason": c.reason or None,
+        "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
 
 
@@ -575,6 +599,7 @@ def list_runs(
             sources=tuple(sources.get(run.id, ())),
             elevation_source=run.label_elevation_source,
             reason=run.label_reason,
+            hill_repeats=hill_repeats_of(run.hill_repeats),
         )
         for run, name in rows
     ]
@@ -600,6 +625,8 @@ def runs_for_balance(
             uphill_m=run.uphill_m or 0.0,
             downhill_m=run.downhill_m or 0.0,
             flat_m=run.flat_m or 0.0,
+            hill_repeats=hill_repeats_of(run.hill_repeats),
+            elevation_source=run.label_elevation_source,
         )
         for run in session.scalars(stmt)
     ]
@@ -667,6 +694,7 @@ def apply_classification(session: Session, row: ActivityRow, c: Classification) 
         "classify_inputs": _json_safe(c.inputs) or {},
         "label_elevation_source": c.elevation_source,
         "label_reason": c.reason or None,
+        "hill_repeats": hill_repeats_json(c.hill_repeats),
     }
     if all(getattr(row, k) == v for k, v in new.items()):
         return False

@@ -167,3 +167,4 @@ def refresh(session: Session, run: Run) -> None:
     run.flat_m = best.flat_m
     run.label_elevation_source = best.label_elevation_source
     run.label_reason = best.label_reason
+    run.hill_repeats = best.hill_repeats

@@ -178,6 +178,8 @@ class Run(Base):
     label_elevation_source: Mapped[str | None] = mapped_column(String(10))
     #: One line saying why the label ("412 m up over 11.1 km = 37 m/km >= 15: uphill").
     label_reason: Mapped[str | None] = mapped_column(Text)
+    #: {count, length_m, grade_pct} of the hill-repeat session in the run, or None.
+    hill_repeats: Mapped[dict[str, Any] | None]
 
     activities: Mapped[list[ActivityRow]] = relationship(back_populates="run")
 
@@ -239,6 +241,8 @@ class ActivityRow(Base):
     label_elevation_source: Mapped[str | None] = mapped_column(String(10))
     #: One line saying why the label; NULL likewise.
     label_reason: Mapped[str | None] = mapped_column(Text)
+    #: {count, length_m, grade_pct} of the hill-repeat session found in the profile, or None.
+    hill_repeats: Mapped[dict[str, Any] | None]
     #: A hash of everything stored from the source: an unchanged re-delivery is a no-op.
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime]
@@ -277,10 +281,30 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     #: Set once every URL has it (or when there is no URL and it went to the log).
     done_at: Mapped[datetime | None]
+    #: A file sent along where the service takes attachments (the digest's chart).
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
+    attachment_name: Mapped[str | None] = mapped_column(String(200))
 
     deliveries: Mapped[list[OutboxDelivery]] = relationship(
         back_populates="message", cascade="all, delete-orphan"
     )
+
+
+class WeeklyMark(Base):
+    """Something done once per athlete and period (a week's digest, a week's ramp warning).
+
+    The unique constraint makes "once" hold across restarts and several workers: the second
+    insert of the same (athlete, kind, period) fails, and its transaction sends nothing.
+    """
+
+    __tablename__ = "weekly_marks"
+    __table_args__ = (UniqueConstraint("athlete_id", "kind", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    athlete_id: Mapped[int] = mapped_column(ForeignKey("athletes.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    period: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
 
 
 class OutboxDelivery(Base):
