@@ -576,6 +576,8 @@ def turning_points(z: FloatArray, min_change: float) -> list[int]:
     direction. Only the ends and the local extremes can be turning points, so the zigzag
     walks those (found with numpy) rather than every sample.
     """
+    import numpy as np
+
     n = z.size
     if n < 2:
         return []
