@@ -108,7 +108,7 @@ class TestScan:
             opened.append(args)
             raise AssertionError("read a known file")
 
-        monkeypatch.setattr("hillsync.sources.files.read_activities", spy)
+        monkeypatch.setattr("hillsync.sources.fileformats.read_activities", spy)
         assert _fetch(source, seen) == []
         assert opened == []
 
