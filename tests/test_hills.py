@@ -650,6 +650,11 @@ class TestDownhillRamp:
         """From 20 m a week to 100 m is +400 % but only 80 m more: below the 150 m floor."""
         assert not downhill_week(descent_history(100.0, 20.0), WEEK49 + timedelta(days=2)).ramp
 
+    def test_no_history_is_no_ramp(self) -> None:
+        """A first hilly week with no run in the four weeks before: the base is unknown."""
+        (first,) = descent_history(400.0)[-1:]
+        assert not downhill_week([first], WEEK49 + timedelta(days=2)).ramp
+
     def test_warned_once_per_week(self, db: Database) -> None:
         """Evaluated every hour of a ramping week, then again: one message; next week again."""
         with db.session() as s:

@@ -124,12 +124,15 @@ def downhill_week(runs: Sequence[RunForBalance], at: datetime) -> DownhillWeek:
     """The descent of the ISO week (UTC) holding `at`, up to `at`, against the 4 weeks before.
 
     It is a ramp when it exceeds their average by more than RAMP_SHARE (30 %) and by at least
-    RAMP_MIN_M: "build up downhill running gradually". Raises ValueError for a naive `at`.
+    RAMP_MIN_M: "build up downhill running gradually". With no run at all in the weeks before,
+    hillsync does not know the base (a new install, a folder of recent files), so nothing is
+    called a ramp. Raises ValueError for a naive `at`.
     """
     _check_aware(at)
     day = at.astimezone(UTC).date()
     monday = day - timedelta(days=day.weekday())
     weeks = [0.0] * (RAMP_WEEKS + 1)  # index 0: this week, 1..4: the weeks before
+    runs_before = 0
     for run in runs:
         if run.start_time > at or run.elevation_loss_m is None:
             continue
@@ -137,9 +140,10 @@ def downhill_week(runs: Sequence[RunForBalance], at: datetime) -> DownhillWeek:
         back = (monday - (d - timedelta(days=d.weekday()))).days // 7
         if 0 <= back <= RAMP_WEEKS:
             weeks[back] += run.elevation_loss_m
+            runs_before += back > 0
     average = sum(weeks[1:]) / RAMP_WEEKS
     this = weeks[0]
-    ramp = this > (1 + RAMP_SHARE) * average and this - average >= RAMP_MIN_M
+    ramp = runs_before > 0 and this > (1 + RAMP_SHARE) * average and this - average >= RAMP_MIN_M
     return DownhillWeek(week_start=monday, loss_m=this, average_m=average, ramp=ramp)
 
 
