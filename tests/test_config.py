@@ -588,7 +588,7 @@ class TestExampleConfig:
         assert me.goal.downhill_share_min == 0.05
         assert [f.name for f in me.folders] == ["watch"]
         assert str(me.notify.digest) == "mon 07:00"
-        assert (s.sync.untyped, s.sync.workers) == ("infer", 4)
+        assert (s.sync.untyped, s.sync.workers, s.sync.lease_seconds) == ("infer", 4, 120.0)
         assert (s.web.host, s.web.port) == ("127.0.0.1", 8722)
         assert s.web.public_url == "https://hills.example.org"
         assert s.web.password == Secret("example-password")
@@ -622,6 +622,7 @@ class TestExampleConfig:
             "remind_days",
             "untyped",
             "workers",
+            "lease_seconds",
             "api_base",
             "webhook_verify_token",
             "digest",
@@ -744,6 +745,7 @@ downhill_share_min = 1.5
 [sync]
 untyped = "guess"
 workers = 0
+lease_seconds = 0
 [sources.strava]
 api_base = "www.strava.com"
 webhook_verify_token = 7
@@ -761,6 +763,7 @@ password = "env:NOT_SET"
             "goal.downhill_share_min: must be a fraction between 0 and 1, got 1.5",
             'sync.untyped: expected "infer" or "run", got \'guess\'',
             "sync.workers: must be at least 1, got 0",
+            "sync.lease_seconds: must be a positive number",
             "sources.strava.api_base: expected an http:// or https:// URL, got 'www.strava.com'",
             "sources.strava.webhook_verify_token: expected a string (env:NAME, file:PATH,"
             " credential:NAME or the value), got an integer",

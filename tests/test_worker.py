@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +40,7 @@ from hillsync.sources.fileformats import read_activity
 from hillsync.store import repo
 from hillsync.store.db import Database
 from hillsync.store.tables import ActivityRow, OutboxDelivery, OutboxMessage
-from hillsync.worker import Worker
+from hillsync.worker import SourceOutcome, Worker
 from test_garmin import FakeGarminServer, add_profile, token_json
 from test_garmin import summary as garmin_summary
 from test_strava import LIST_URL, REFRESH_INVALID, TOKEN_URL, FakeStrava, write_tokens
@@ -484,8 +484,8 @@ class TestOneCycle:
         self.folder_env(env)
         seen: list[int] = []
 
-        def never(stored: int) -> bool:
-            seen.append(stored)
+        def never(outcomes: Sequence[SourceOutcome]) -> bool:
+            seen.append(sum(o.new for o in outcomes))
             return False
 
         result = env.worker(Clock(NOW)).sync_cycle(evaluate=never, deliver=False)

@@ -383,11 +383,12 @@ def print_status(cli: Cli, doc: StatusDocument) -> None:
             s.state,
             minute(iso_utc(s.last_sync)),
             minute(iso_utc(s.next_sync)),
+            f"{s.worker} since {minute(iso_utc(s.lease_since))[11:]}" if s.worker else "-",
             s.last_error or "",
         ]
         for s in doc.sources
     ]
-    cli.table(["source", "state", "last sync", "next sync", "last error"], table)
+    cli.table(["source", "state", "last sync", "next sync", "worker", "last error"], table)
     for s in doc.sources:
         for budget in s.rate_budget.budgets if s.rate_budget else ():
             if budget.name in ("read", "overall"):

@@ -510,6 +510,9 @@ class SyncSettings:
     untyped: Untyped = "infer"
     #: Processes that read and classify files in parallel.
     workers: Annotated[int, PlainValidator(_whole(1))] = field(default_factory=default_workers)
+    #: How long a worker's claim on a source lasts without renewal (it renews it with every
+    #: batch): a killed worker's sources are taken over after this long.
+    lease_seconds: Positive = 120.0
 
 
 @settings_class(frozen=True, config=_TABLE)

@@ -23,9 +23,9 @@ from hillsync.errors import ConfigError, HillsyncError, StoreError
 from hillsync.model import BalanceReport, BalanceStatus, SyncStatus
 from hillsync.registry import SourceSpec
 from hillsync.retry import default_retrying, interruptible
-from hillsync.store import outbox, pages, repo
+from hillsync.store import leases, outbox, pages, repo
 from hillsync.store.db import Database
-from hillsync.worker import Worker
+from hillsync.worker import BALANCE_EVERY, SourceOutcome, Worker
 
 if TYPE_CHECKING:
     from hillsync.sources.garmin import LoggedInClients
@@ -34,10 +34,6 @@ log = structlog.get_logger(__name__)
 
 #: The longest wait before a failed cycle (the database unreachable) is tried again.
 RETRY_CYCLE_MAX = timedelta(seconds=1024)
-
-#: How often the balance is evaluated when nothing new arrived (the window moves,
-#: reminders fall due).
-BALANCE_EVERY = timedelta(days=1)
 #: While it sleeps, the daemon asks the database this often whether a source became due
 #: sooner (a Strava push event through `hillsync serve`).
 DUE_CHECK_S = 2.0
@@ -47,7 +43,7 @@ class Daemon:
     """`hillsync run`: each source at its own poll interval, until SIGTERM or SIGINT.
 
     Sleeps until the next source, delivery or daily evaluation is due (interruptibly, no
-    busy polling), evaluates balances after a cycle that stored something and at least once
+    busy polling), evaluates balances after a cycle that synced something and at least once
     a day, and speaks systemd's notify protocol: READY=1 once the database is open and
     migrated, WATCHDOG=1 at least every half watchdog period (also during a long sync or a
     retry wait), STATUS= after every cycle, STOPPING=1 on the way out. SIGHUP reloads the
@@ -88,6 +84,8 @@ class Daemon:
         self._failing: list[str] = []
         #: Logged-in Garmin clients, kept across cycles (one login per account and process).
         self._garmin_clients: LoggedInClients | None = None
+        #: The id this daemon claims sources with (host:pid:random), in every log line.
+        self.worker_id = leases.new_worker_id()
 
     @property
     def stopping(self) -> bool:
@@ -121,21 +119,41 @@ class Daemon:
         """
         # Handlers first: a SIGTERM during start-up then still means a clean exit 0.
         self.install_signal_handlers()
+        structlog.contextvars.bind_contextvars(worker=self.worker_id)
         settings = self.load_settings()
         db = self._open(settings)
         try:
-            count = len(Worker(settings, db, environ=self.environ).source_specs())
-            self.systemd.ready(f"started with {count} sources")
-            log.info("started", sources=count, watchdog_s=self.systemd.watchdog_s)
-            while not self.stopping:
-                if self._reload:
-                    settings, db = self._reloaded(settings, db)
-                self.pause(self._guarded_cycle(settings, db))
+            lock_path = (
+                leases.sqlite_run_lock_path(db.engine.url.database or "") if db.is_sqlite else None
+            )
+            with leases.run_lock(lock_path, self.worker_id):
+                count = len(Worker(settings, db, environ=self.environ).source_specs())
+                self.systemd.ready(f"started with {count} sources")
+                log.info("started", sources=count, watchdog_s=self.systemd.watchdog_s)
+                try:
+                    while not self.stopping:
+                        if self._reload:
+                            settings, db = self._reloaded(settings, db)
+                        self.pause(self._guarded_cycle(settings, db))
+                finally:
+                    self._release(db)
         finally:
             self.systemd.stopping()
             db.close()
             log.info("stopped")
+            structlog.contextvars.unbind_contextvars("worker")
         return 0
+
+    def _release(self, db: Database) -> None:
+        """Hand every source this worker still holds to the others at once."""
+        try:
+            with db.session() as session:
+                released = leases.release_all(session, self.worker_id)
+        except StoreError as exc:
+            log.warning("leases_not_released", error=str(exc))  # they expire instead
+            return
+        if released:
+            log.info("leases_released", sources=released)
 
     def _open(self, settings: Settings) -> Database:
         from hillsync.store.db import open_database
@@ -210,7 +228,7 @@ class Daemon:
         db, names, planned = self._watch
         try:
             with db.session(readonly=True) as session:
-                due = pages.earliest_due(session, names)
+                due = pages.earliest_due(session, names, owner=self.worker_id, now=self.clock())
         except StoreError:
             return False  # the next cycle reports the database; sleeping on is harmless
         return due is not None and (planned is None or due < planned)
@@ -243,6 +261,7 @@ class Daemon:
             progress=lambda _source, _items, _total: self.systemd.watchdog(),
             garmin_clients=self._garmin_clients,
             heartbeat=self.systemd.watchdog,
+            worker_id=self.worker_id,
         )
         result = worker.sync_cycle(due_only=True, evaluate=self._balance_due)
         # The registry logs Garmin in on first use: keep the clients for the next cycle.
@@ -250,18 +269,20 @@ class Daemon:
         now = self.clock()
         self._count_synced(now, result.stored)
         if result.evaluated:
-            self._reports = result.reports
+            self._reports = {**self._reports, **result.reports}
             self._last_balance = now
         next_sync, next_due = self.next_times(worker, db, result.specs)
         self._watch = (db, frozenset(s.name for s in result.specs), next_sync)
         self.systemd.status(self.status_line(self._reports, next_sync))
         return self.sleep_seconds(next_due)
 
-    def _balance_due(self, stored: int) -> bool:
-        """After a cycle that stored something, and at least once a day (the window moves,
-        reminders fall due)."""
+    def _balance_due(self, outcomes: Sequence[SourceOutcome]) -> bool:
+        """After a cycle that synced a source, and at least once a day (the window moves,
+        reminders fall due). After any sync, not only one that stored something: another
+        worker may have stored runs of an athlete meanwhile; each athlete is then evaluated
+        only if something of it changed (`Worker.evaluate_balances(once=True)`)."""
         return bool(
-            stored
+            any(o.skipped is None for o in outcomes)
             or self._last_balance is None
             or self.clock() - self._last_balance >= BALANCE_EVERY
         )
@@ -280,13 +301,19 @@ class Daemon:
         Raises StoreError when the database cannot be read.
         """
         names = {s.name for s in specs}
+        now = self.clock()
         with db.session() as session:
             states = [s for s in repo.sync_state_views(session).values() if s.name in names]
-            syncs = [
-                s.next_sync
-                for s in states
-                if s.next_sync is not None and s.state is not SyncStatus.NEEDS_AUTH
-            ]
+            syncs = []
+            for s in states:
+                if s.next_sync is None or s.state is SyncStatus.NEEDS_AUTH:
+                    continue
+                due = s.next_sync
+                if s.lease_owner not in (None, self.worker_id) and s.lease_until is not None:
+                    # Another worker holds it: wake when its lease would expire (to take
+                    # the source over if that worker died), not every second meanwhile.
+                    due = max(due, s.lease_until)
+                syncs.append(due)
             self._failing = sorted(
                 s.name for s in states if s.state in {SyncStatus.ERROR, SyncStatus.NEEDS_AUTH}
             )
@@ -294,7 +321,7 @@ class Daemon:
                 session, [outbox.url_key(u.reveal()) for u in worker.all_urls()]
             )
         if names - {s.name for s in states}:
-            syncs.append(self.clock())
+            syncs.append(now)
         next_sync = min(syncs, default=None)
         times = list(syncs)
         if delivery is not None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from hillsync.model import Activity, Batch, Classification, ClassifyParams, Profile, Summary
 from hillsync.store import repo
 from hillsync.store.db import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def summary_of(activity: Activity) -> Summary:
@@ -68,11 +72,16 @@ def store_batch(
     params: ClassifyParams,
     run_sports: Collection[str],
     now: datetime,
+    fence: Callable[[Session], None] | None = None,
 ) -> repo.BatchResult:
     """Classify every activity of `batch`, then store it with the source's cursor in one
-    transaction. Raises StoreError when the database fails, BadActivity when an activity's
-    samples cannot be classified."""
+    transaction. `fence` runs first in that transaction (the worker renews its lease there,
+    so a batch commits only while the worker holds the source). Raises StoreError when the
+    database fails (LeaseLost from the fence), BadActivity when an activity's samples
+    cannot be classified."""
     classified = {a.source_id: classify_activity(a, params) for a in batch.activities}
     with db.session() as session:
+        if fence is not None:
+            fence(session)
         state_row = repo.get_sync_state(session, state_id)
         return repo.save_batch(session, state_row, batch, classified, run_sports, now)

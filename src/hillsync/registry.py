@@ -21,7 +21,8 @@ from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.errors import AuthRequired
 from hillsync.model import Secret, SourceKind
 from hillsync.pipeline import needs_profile_check
-from hillsync.sources.base import Source
+from hillsync.sources.base import SharedBudget, Source
+from hillsync.store.budgets import strava_app as budget_name
 
 if TYPE_CHECKING:
     from hillsync.sources.garmin import LoggedInClients
@@ -42,6 +43,8 @@ class SourceSpec:
     poll_minutes: float
     build: Callable[[], Source] = field(compare=False, repr=False)
     reconnect_command: str = ""
+    #: The API application whose rate budget the source shares (`strava:CLIENT_ID`).
+    budget_app: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Registry:
         retrying: Callable[[], tenacity.Retrying],
         stop: Callable[[], bool] = lambda: False,
         garmin_clients: LoggedInClients | None = None,
+        shared_budget: Callable[[str], SharedBudget] | None = None,
     ) -> None:
         self.settings = settings
         self.environ = environ
@@ -117,6 +121,8 @@ class Registry:
         self.retrying = retrying
         self.stop = stop
         self.garmin_clients = garmin_clients
+        #: The budget of an API application by name, shared with other workers (the store's).
+        self.shared_budget = shared_budget
 
     def specs(
         self,
@@ -191,6 +197,9 @@ class Registry:
         full = source_full_name(athlete, SourceKind.STRAVA)
         command = reconnect_command(SourceKind.STRAVA, athlete)
         strava = self.settings.strava
+        client_id = self.settings.strava_app(athlete).client_id
+        budget_app = budget_name(client_id) if client_id is not None else None
+        shared = self.shared_budget
 
         def build() -> Source:
             from hillsync.sources.strava import StravaSource
@@ -213,9 +222,12 @@ class Registry:
                 retrying=self.retrying(),
                 reconnect_command=command,
                 api_base=app.api_base,
+                budget=shared(budget_app) if shared is not None and budget_app else None,
             )
 
-        return SourceSpec(full, SourceKind.STRAVA, athlete, poll_minutes, build, command)
+        return SourceSpec(
+            full, SourceKind.STRAVA, athlete, poll_minutes, build, command, budget_app
+        )
 
     def _garmin(self, athlete: str) -> SourceSpec:
         full = source_full_name(athlete, SourceKind.GARMIN)

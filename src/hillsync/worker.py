@@ -29,6 +29,7 @@ from hillsync.errors import (
     AuthRequired,
     HillsyncError,
     RateLimited,
+    StoreError,
     UsageError,
 )
 from hillsync.model import (
@@ -44,13 +45,15 @@ from hillsync.model import (
 )
 from hillsync.notify import DeliveryResult, Notifier
 from hillsync.pipeline import store_batch
+from hillsync.ratebudget import StoreBudget
 from hillsync.registry import ConnectedAccount, Registry, SourceSpec, notify_urls, select_specs
 from hillsync.retry import default_retrying
 from hillsync.sources.base import SourceState, rate_budget
 from hillsync.staleness import staleness
-from hillsync.store import health, outbox, pages, repo
+from hillsync.store import budgets, health, leases, outbox, pages, repo
 from hillsync.store.db import Database
 from hillsync.store.deletion import delete_source_data
+from hillsync.store.leases import Lease, LeaseLost
 from hillsync.store.tables import SyncState
 
 if TYPE_CHECKING:
@@ -124,6 +127,8 @@ class Worker:
         tz: tzinfo | None = None,
         garmin_clients: LoggedInClients | None = None,
         heartbeat: Callable[[], None] = lambda: None,
+        worker_id: str | None = None,
+        lease: timedelta | None = None,
     ) -> None:
         #: Logged-in Garmin clients, kept across cycles by whoever runs them (the daemon).
         self.garmin_clients = garmin_clients
@@ -139,6 +144,10 @@ class Worker:
         #: The digest's local time zone (None: the system's).
         self.tz = tz
         self.courses = CourseReader(settings.classify)
+        #: The id this worker claims sources with (host:pid:random).
+        self.worker_id = worker_id or leases.new_worker_id()
+        self.lease_ttl = lease or timedelta(seconds=settings.sync.lease_seconds)
+        self._budgets: dict[str, StoreBudget] = {}
 
     # -- which sources there are -------------------------------------------------------
 
@@ -161,6 +170,7 @@ class Worker:
             retrying=self.retrying,
             stop=self.stop,
             garmin_clients=self.garmin_clients,
+            shared_budget=self.shared_budget,
         )
         specs = registry.specs(accounts, limits)
         # The registry makes the clients on first use: keep them for the next cycle.
@@ -177,6 +187,13 @@ class Worker:
             return spec
         return replace(spec, poll_minutes=max(spec.poll_minutes, SAFETY_POLL_MINUTES))
 
+    def shared_budget(self, app: str) -> StoreBudget:
+        """The rate budget of the API application `app`, counted in the store for every
+        worker; requests it granted and this worker did not use go back after each sync."""
+        if app not in self._budgets:
+            self._budgets[app] = StoreBudget(self.db, app, clock=self.clock)
+        return self._budgets[app]
+
     # -- one cycle ---------------------------------------------------------------------
 
     def sync_cycle(
@@ -186,15 +203,17 @@ class Worker:
         since: date | None = None,
         full: bool = False,
         due_only: bool = False,
-        evaluate: Callable[[int], bool] | None = None,
+        evaluate: Callable[[Sequence[SourceOutcome]], bool] | None = None,
         balance_at: Callable[[], datetime] | None = None,
         deliver: bool = True,
     ) -> CycleResult:
         """Sync every source (or those `only` names), then evaluate balances and deliver.
 
-        A source parked by a rate limit, or waiting for re-authentication, is skipped.
-        With `due_only`, sources whose next sync is still ahead are skipped too.
-        `evaluate(stored)` decides from the number of activities stored whether the
+        A source parked by a rate limit, or waiting for re-authentication, is skipped, and
+        so is one another worker holds. With `due_only` (the daemon, among other workers)
+        only due sources are synced, each claimed with a lease (`sync_due`), and an
+        athlete's balance is evaluated once, by one worker, when something of it changed or
+        a day passed. `evaluate(outcomes)` decides from the sources' outcomes whether the
         balances are evaluated (default: always); `balance_at()` is the time they are
         evaluated at (default: now). A stop request ends the cycle between sources.
         Source failures are recorded in the outcome, never raised. Raises UsageError when
@@ -205,18 +224,20 @@ class Worker:
             # Before anything is evaluated or sent: a typo must not push notifications.
             raise UsageError(f"no source named {only!r} (see `hillsync status`)")
         outcomes: list[SourceOutcome] = []
-        for spec in specs:
-            if self.stop():
-                break
-            self.heartbeat()
-            outcomes.append(self.sync_source(spec, since=since, full=full, due_only=due_only))
-        stored = sum(o.new + o.updated for o in outcomes if o.skipped is None)
+        if due_only:
+            outcomes = self.sync_due(specs)
+        else:
+            for spec in specs:
+                if self.stop():
+                    break
+                self.heartbeat()
+                outcomes.append(self.sync_source(spec, since=since, full=full))
         reports: dict[str, BalanceReport] = {}
-        evaluated = not self.stop() and (evaluate is None or evaluate(stored))
+        evaluated = not self.stop() and (evaluate is None or evaluate(outcomes))
         at = balance_at() if balance_at else None
         if evaluated:
             self.heartbeat()
-            reports = self.evaluate_balances(at=at)
+            reports = self.evaluate_balances(at=at, once=due_only)
         if not self.stop():
             # Due or not is the digest's own schedule (once a week, kept in the store).
             self.heartbeat()
@@ -227,6 +248,33 @@ class Worker:
             delivery = self.deliver()
         return CycleResult(outcomes, reports, delivery, specs=tuple(specs), evaluated=evaluated)
 
+    def sync_due(self, specs: Sequence[SourceSpec] | None = None) -> list[SourceOutcome]:
+        """Sync every due source no other worker holds, the most overdue first, each at
+        most once, until none is left or a stop is requested (the daemon's work).
+
+        Each source is claimed (SELECT ... FOR UPDATE SKIP LOCKED) before it is synced, so
+        workers sharing the database never sync one source at once. Raises StoreError.
+        """
+        specs = self.source_specs() if specs is None else specs
+        by_name = {s.name: s for s in specs}
+        with self.db.session() as session:
+            for spec in specs:
+                athlete = repo.ensure_athlete(session, spec.athlete)
+                repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
+        outcomes: list[SourceOutcome] = []
+        left = set(by_name)
+        while left and not self.stop():
+            with self.db.session() as session:
+                lease = leases.claim_next(
+                    session, self.worker_id, names=left, now=self.clock(), ttl=self.lease_ttl
+                )
+            if lease is None:
+                break
+            self.heartbeat()
+            left.discard(lease.name)
+            outcomes.append(self.sync_source(by_name[lease.name], due_only=True, lease=lease))
+        return outcomes
+
     def sync_source(
         self,
         spec: SourceSpec,
@@ -234,15 +282,32 @@ class Worker:
         since: date | None = None,
         full: bool = False,
         due_only: bool = False,
+        lease: Lease | None = None,
     ) -> SourceOutcome:
-        """Sync one source; its failure becomes its state, never an exception."""
+        """Sync one source under this worker's lease (claimed here unless given); its
+        failure becomes its state, never an exception. A source another live worker holds
+        is skipped. Raises StoreError only when the claim itself cannot be written."""
         now = self.clock()
         with self.db.session() as session:
             athlete = repo.ensure_athlete(session, spec.athlete)
             state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
             previous = SyncStatus.parse(state_row.state)
+            if lease is None:
+                lease = leases.claim(
+                    session, state_row.id, self.worker_id, now=now, ttl=self.lease_ttl
+                )
+            if lease is None:
+                return SourceOutcome(
+                    spec.name,
+                    spec.kind,
+                    spec.athlete,
+                    previous,
+                    error=state_row.last_error,
+                    skipped=f"being synced by worker {state_row.lease_owner}",
+                )
             parked = parked_reason(previous, state_row.next_sync, now, due_only=due_only)
             if parked is not None:
+                leases.release(session, lease)
                 return SourceOutcome(
                     spec.name,
                     spec.kind,
@@ -259,17 +324,24 @@ class Worker:
                 newest_start=repo.newest_start(session, state_row),
             )
             state_id = state_row.id
+        # Taken after the claim committed (and the end before the release): the spans of
+        # two workers syncing one source in turn never overlap in the log.
+        started = self.clock()
+        log.info("sync_started", source=spec.name, worker=self.worker_id, at=started.isoformat())
         new = updated = rejected = deleted = waiting = 0
         revoked = False
+        #: True once another worker holds the source: nothing more of this sync is written.
+        lost = False
         # Until the fetch ends, the source counts as failed: whatever stops it (a bug, a
         # database failure) leaves it in error with a backoff, never as ok.
         status = SyncStatus.ERROR
         error: str | None = "the sync stopped on an unexpected error (see the log)"
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
+            self._check_budget(spec)
             source = spec.build()
             for batch in source.fetch(source_state):
-                result = self._store_batch(state_id, batch)
+                lease, result = self._store_batch(state_id, batch, lease)
                 new, updated, rejected = (
                     new + result.new,
                     updated + result.updated,
@@ -285,6 +357,11 @@ class Worker:
                     next_sync = self.clock()
                     break
             status, error = SyncStatus.OK, None
+        except LeaseLost as exc:
+            # Another worker took the source over (this one stalled past its lease): its
+            # record is that worker's now; nothing of this sync is written any more.
+            lost = True
+            status, error = SyncStatus.INTERRUPTED, str(exc)
         except AccessRevoked as exc:
             status, error, next_sync = SyncStatus.NEEDS_AUTH, str(exc), None
             revoked = True
@@ -292,6 +369,7 @@ class Worker:
             status, error, next_sync = SyncStatus.NEEDS_AUTH, str(exc), None
         except RateLimited as exc:
             status, error, next_sync = SyncStatus.RATE_LIMITED, str(exc), exc.resume_at
+            self._park_application(spec, exc)
         except HillsyncError as exc:  # the source's own errors, and the store's
             status, error = SyncStatus.ERROR, str(exc)
         except KeyboardInterrupt:
@@ -311,27 +389,37 @@ class Worker:
             log.exception("source_failed", source=spec.name, error=type(exc).__name__)
             error = f"unexpected {type(exc).__name__} (a bug: see the log, run with -v)"
         finally:
+            ended = self.clock()
+            self._close_budget(spec)
             with self.db.session() as session:
-                state_row = repo.get_sync_state(session, state_id)
-                if status is SyncStatus.ERROR:
-                    next_sync = self.clock() + backoff(spec.poll_minutes, state_row.failures + 1)
-                newly = state_row.state != status
-                repo.record_sync_result(
-                    session,
-                    state_row,
-                    status=status,
-                    now=self.clock(),
-                    next_sync=next_sync,
-                    error=error,
-                )
-                if status is SyncStatus.NEEDS_AUTH and newly:
-                    self._enqueue_needs_auth(session, spec, state_row.athlete_id)
-                if status is SyncStatus.NEEDS_AUTH:
-                    repo.set_account_state(
-                        session, spec.athlete, spec.kind.value, AccountState.NEEDS_AUTH
+                # Recorded and released in one transaction, only while the lease is still
+                # this worker's: a source taken over is the other worker's to record.
+                if not lost and leases.holds(session, lease):
+                    state_row = repo.get_sync_state(session, state_id)
+                    if status is SyncStatus.ERROR:
+                        failures = state_row.failures + 1
+                        next_sync = self.clock() + backoff(spec.poll_minutes, failures)
+                    newly = state_row.state != status
+                    repo.record_sync_result(
+                        session,
+                        state_row,
+                        status=status,
+                        now=self.clock(),
+                        next_sync=next_sync,
+                        error=error,
                     )
-                if status is SyncStatus.OK:
-                    self._check_stale(session, spec, state_row)
+                    if status is SyncStatus.NEEDS_AUTH and newly:
+                        self._enqueue_needs_auth(session, spec, state_row.athlete_id)
+                    if status is SyncStatus.NEEDS_AUTH:
+                        repo.set_account_state(
+                            session, spec.athlete, spec.kind.value, AccountState.NEEDS_AUTH
+                        )
+                    if status is SyncStatus.OK:
+                        self._check_stale(session, spec, state_row)
+                elif not lost:
+                    lost, revoked = True, False
+                    status, error = SyncStatus.INTERRUPTED, "another worker took this source over"
+                leases.release(session, lease)
             if revoked:
                 # After the needs_auth message (committed above): the athlete revoked access,
                 # and Strava's API Agreement wants what came only from it deleted.
@@ -361,8 +449,58 @@ class Worker:
             updated=updated,
             rejected=rejected,
             error=error,
+            worker=self.worker_id,
+            started=started.isoformat(),
+            ended=ended.isoformat(),
         )
         return outcome
+
+    def _check_budget(self, spec: SourceSpec) -> None:
+        """Before a source that shares an application's budget is built: is it parked?
+
+        Raises RateLimited until the application's spent window resets.
+        """
+        if spec.budget_app is None:
+            return
+        now = self.clock()
+        with self.db.session(readonly=True) as session:
+            until = budgets.parked_until(session, spec.budget_app, now)
+        if until is not None:
+            raise RateLimited(
+                f"the Strava application's rate budget is spent (shared by its athletes):"
+                f" paused until {until:%H:%M} UTC",
+                resume_at=until,
+                source=spec.kind.value,
+            )
+
+    def _close_budget(self, spec: SourceSpec) -> None:
+        if spec.budget_app is not None and spec.budget_app in self._budgets:
+            try:
+                self._budgets[spec.budget_app].close()
+            except StoreError as exc:
+                # Unused grants then count until the window resets: a little budget lost.
+                log.warning("rate_budget_not_returned", app=spec.budget_app, error=str(exc))
+
+    def _park_application(self, spec: SourceSpec, exc: RateLimited) -> None:
+        """The application's budget is spent: park all its sources, not only this one."""
+        if spec.budget_app is None:
+            return
+        names = [s.name for s in self.source_specs() if s.budget_app == spec.budget_app]
+        now = self.clock()
+        try:
+            with self.db.session() as session:
+                budgets.park(session, spec.budget_app, until=exc.resume_at, now=now)
+                parked = budgets.park_sources(
+                    session, names, until=exc.resume_at, error=str(exc),
+                    owner=self.worker_id, now=now,
+                )  # fmt: skip
+        except StoreError as exc_store:
+            log.warning("rate_park_failed", app=spec.budget_app, error=str(exc_store))
+            return
+        log.info(
+            "rate_budget_parked", app=spec.budget_app, sources=parked,
+            until=exc.resume_at.isoformat(),
+        )  # fmt: skip
 
     def _check_stale(self, session: Session, spec: SourceSpec, state_row: SyncState) -> None:
         """Notice a source that delivered regularly and fell silent (once), and clear it
@@ -395,15 +533,26 @@ class Worker:
             return datetime.combine(since, time(0), tzinfo=UTC)
         return self.clock() - timedelta(days=self.settings.sync.backfill_days)
 
-    def _store_batch(self, state_id: int, batch: Batch) -> repo.BatchResult:
-        return store_batch(
+    def _store_batch(
+        self, state_id: int, batch: Batch, lease: Lease
+    ) -> tuple[Lease, repo.BatchResult]:
+        """Classify and store one batch, renewing the lease in the same transaction: the
+        batch commits only while this worker holds the source. Raises LeaseLost."""
+        renewed: list[Lease] = []
+
+        def fence(session: Session) -> None:
+            renewed.append(leases.renew(session, lease, now=self.clock(), ttl=self.lease_ttl))
+
+        result = store_batch(
             self.db,
             state_id,
             batch,
             self.settings.classify,
             set(self.settings.sync.sports),
             self.clock(),
+            fence=fence,
         )
+        return renewed[-1], result
 
     def _enqueue_needs_auth(self, session: Session, spec: SourceSpec, athlete_id: int) -> None:
         athlete = self.settings.athletes.get(spec.athlete)
@@ -420,8 +569,17 @@ class Worker:
 
     # -- balance and notifications ----------------------------------------------------
 
-    def evaluate_balances(self, at: datetime | None = None) -> dict[str, BalanceReport]:
-        """Evaluate every athlete's balance once, writing warnings to the outbox."""
+    def evaluate_balances(
+        self, at: datetime | None = None, *, once: bool = False
+    ) -> dict[str, BalanceReport]:
+        """Evaluate every athlete's balance, writing warnings to the outbox.
+
+        One worker at a time evaluates an athlete (a lock per athlete). With `once` (the
+        daemon, among other workers) an athlete is left out when another worker is
+        evaluating it or still syncing one of its sources (that worker evaluates it when
+        done), and when nothing of it changed since its last evaluation less than a day
+        ago; the reports returned are those evaluated. Raises StoreError.
+        """
         now = self.clock()
         at = at or now
         reports: dict[str, BalanceReport] = {}
@@ -429,6 +587,13 @@ class Worker:
             goal = athlete.goal.goal()
             with self.db.session() as session:
                 row = repo.ensure_athlete(session, athlete.name)
+                if not leases.claim_balance(session, row.id, wait=not once):
+                    continue
+                if once and (
+                    leases.busy_elsewhere(session, row.id, self.worker_id, now)
+                    or not leases.balance_due(session, row.id, at, BALANCE_EVERY)
+                ):
+                    continue
                 runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)
                 course = self.courses.targets(athlete.goal.course, goal, at.date())
                 reports[athlete.name] = alerts.evaluate_athlete(
@@ -546,3 +711,7 @@ def backoff(poll_minutes: float, failures: int) -> timedelta:
 #: With a push subscription, Strava sources are polled this seldom: a safety net for a lost
 #: event (Strava retries an unanswered event 3 times, then drops it).
 SAFETY_POLL_MINUTES = 360.0
+
+#: How often an athlete's balance is evaluated when nothing of it changed (the window
+#: moves, reminders fall due).
+BALANCE_EVERY = timedelta(days=1)

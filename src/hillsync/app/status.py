@@ -31,10 +31,13 @@ class SourceStatus:
     last_sync: datetime | None
     next_sync: datetime | None
     last_error: str | None
+    #: The worker holding the source's lease (host:pid:random), since when, until when;
+    #: None when no live worker holds it.
     worker: str | None
     lease_expires: datetime | None
     rate_budget: RateReport | None
     rejected: tuple[RejectedFile, ...]
+    lease_since: datetime | None = None
     #: When this regularly delivering source was found silent (None: it is not).
     stale_since: datetime | None = None
     #: The Strava application (client id) the athlete's Strava source uses.
@@ -52,6 +55,7 @@ class SourceStatus:
             "last_error": self.last_error,
             "worker": self.worker,
             "lease_expires": iso_utc(self.lease_expires),
+            "lease_since": iso_utc(self.lease_since),
             "rate_budget": self.rate_budget.as_json() if self.rate_budget else None,
             "rejected": [{"file": r.file, "reason": r.reason} for r in self.rejected],
             "stale_since": iso_utc(self.stale_since),
@@ -87,8 +91,11 @@ def status_document(ctx: AppContext) -> StatusDocument:
         activities = repo.count_activities(session)
         pending = outbox.pending_count(session)
     sources = []
+    now = ctx.clock()
     for spec in specs:
         st = states.get(spec.name)
+        # Only a live lease names a worker: an expired one is free for any worker.
+        held = st is not None and st.lease_until is not None and st.lease_until > now
         sources.append(
             SourceStatus(
                 name=spec.name,
@@ -98,8 +105,9 @@ def status_document(ctx: AppContext) -> StatusDocument:
                 last_sync=st.last_sync if st else None,
                 next_sync=st.next_sync if st else None,
                 last_error=st.last_error if st else None,
-                worker=st.lease_owner if st else None,
-                lease_expires=st.lease_until if st else None,
+                worker=st.lease_owner if st and held else None,
+                lease_expires=st.lease_until if st and held else None,
+                lease_since=st.lease_since if st and held else None,
                 rate_budget=rate_budget(st.cursor) if st else None,
                 rejected=tuple(RejectedFile(r.key, r.reason) for r in st.rejected) if st else (),
                 stale_since=st.stale_since if st else None,

@@ -120,3 +120,22 @@ class Source(Protocol):
         the batches yielded before the error have been committed and stay.
         """
         ...
+
+
+class SharedBudget(Protocol):
+    """A request budget wider than one source: an API application's, shared by every athlete
+    and worker that uses it. The worker implements it on the store; a source only calls it,
+    so it never touches the database itself.
+    """
+
+    def acquire(self, method: str) -> None:
+        """Take one request of `method` (GET, POST) before making it.
+
+        Raises RateLimited (with `resume_at`) when the application's budget is spent.
+        """
+        ...
+
+    def report(self, rates: Mapping[str, tuple[int, int, int, int]], at: datetime) -> None:
+        """What the API reported with an answer at `at`: {budget: (15-minute used, daily
+        used, 15-minute limit, daily limit)}, e.g. Strava's `read` and `overall`."""
+        ...

@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: The newest migration. Checked against alembic's own head by a test: it lets a start on
 #: an up-to-date database skip importing alembic (about 10 MB of a Raspberry Pi's memory).
-HEAD_REVISION = "hill_training"
+HEAD_REVISION = "leases_and_api_budgets"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Any fixed number: every hillsync process that migrates a PostgreSQL database takes it.
 PG_MIGRATION_LOCK = 0x68696C6C

@@ -186,6 +186,8 @@ def orphan_messages(session: Session, url_keys: Sequence[str]) -> list[OutboxMes
             ~unsent_to_configured,
         )
         .order_by(OutboxMessage.id)
+        # Another worker logging the same message now has it: never log it twice.
+        .with_for_update(of=OutboxMessage, skip_locked=True)
     )
     return list(session.scalars(stmt))
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from hillsync.model import Profile
@@ -195,13 +195,23 @@ def mark_due(session: Session, source: str, now: datetime) -> bool:
     return True
 
 
-def earliest_due(session: Session, names: Collection[str]) -> datetime | None:
-    """The soonest `next_sync` of the sources `names` not waiting for re-authentication.
+def earliest_due(
+    session: Session, names: Collection[str], *, owner: str, now: datetime
+) -> datetime | None:
+    """The soonest `next_sync` of the sources `names` not waiting for re-authentication
+    and not held by a worker other than `owner` (that one records their next time).
 
     One small query: the daemon asks it every few seconds while it sleeps.
     """
     stmt = select(func.min(SyncState.next_sync)).where(
-        SyncState.state != "needs_auth", SyncState.name.in_(list(names))
+        SyncState.state != "needs_auth",
+        SyncState.name.in_(list(names)),
+        or_(
+            SyncState.lease_owner.is_(None),
+            SyncState.lease_until.is_(None),
+            SyncState.lease_until <= now,
+            SyncState.lease_owner == owner,
+        ),
     )
     value = session.scalar(stmt)
     if isinstance(value, str):  # func.min bypasses the column type on SQLite

@@ -298,6 +298,7 @@ class SyncStateView:
     lease_until: datetime | None
     cursor: Mapping[str, Any]
     rejected: tuple[RejectedView, ...] = ()
+    lease_since: datetime | None = None
     #: When this regularly delivering source was found silent (None: it is not).
     stale_since: datetime | None = None
 
@@ -323,6 +324,7 @@ def sync_state_views(session: Session, *, with_rejected: bool = False) -> dict[s
             lease_until=s.lease_until,
             cursor=dict(s.cursor or {}),
             rejected=rejected,
+            lease_since=s.lease_since,
             stale_since=s.stale_since,
         )
     return views

@@ -111,8 +111,9 @@ class SyncState(Base):
     """One source's progress and health.
 
     `name` is the source's full name (`strava`, `folder`, `anna/strava`). `cursor` is the
-    source's own JSON progress (including a backfill cursor). `lease_owner`/`lease_until`
-    let one worker at a time claim the source.
+    source's own JSON progress (including a backfill cursor). `lease_owner` (a worker id,
+    host:pid:random), `lease_since` and `lease_until` let one worker at a time claim the
+    source (store/leases.py).
     `state`: ok | needs_auth | rate_limited | error | never_synced.
     """
 
@@ -132,6 +133,7 @@ class SyncState(Base):
     stale_since: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
+    lease_since: Mapped[datetime | None]
 
 
 class SeenItem(Base):
@@ -355,3 +357,29 @@ class PushSubscription(Base):
     subscription_id: Mapped[int] = mapped_column(BigInteger)
     callback_url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class ApiBudget(Base):
+    """One rate budget of an API application (Strava's read or overall budget of a client id).
+
+    Shared by every athlete and worker using the application (store/budgets.py). `used`
+    counts the requests hillsync granted in the current windows (the quarter hour from
+    `window_start`, the UTC day from `day_start`); `reported` is what the API last said in
+    the same windows (it also counts requests hillsync did not make). `parked_until` is set
+    once a window is spent, until it resets.
+    """
+
+    __tablename__ = "api_budgets"
+
+    app: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    window_start: Mapped[datetime]
+    day_start: Mapped[datetime]
+    short_used: Mapped[int] = mapped_column(Integer, default=0)
+    long_used: Mapped[int] = mapped_column(Integer, default=0)
+    short_reported: Mapped[int] = mapped_column(Integer, default=0)
+    long_reported: Mapped[int] = mapped_column(Integer, default=0)
+    short_limit: Mapped[int] = mapped_column(Integer)
+    long_limit: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime | None]
+    parked_until: Mapped[datetime | None]

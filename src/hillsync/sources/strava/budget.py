@@ -11,6 +11,7 @@ from stravalib.protocol import RequestMethod
 from stravalib.util import limiter
 
 from hillsync.errors import RateLimited
+from hillsync.sources.base import SharedBudget
 from hillsync.sources.strava.mapping import KIND
 
 log = structlog.get_logger(__name__)
@@ -29,13 +30,18 @@ class Budget(limiter.RateLimiter):
     """Remembers the last usage figures Strava reported, and refuses to spend the reserve.
 
     stravalib calls it with each response's headers; `check` runs before each request.
+    With a `shared` budget (the application's, kept by the worker for every athlete and
+    worker using it) each request is also taken from it, and each report passed on to it.
     """
 
-    def __init__(self, clock: Callable[[], datetime], reserve: int) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime], reserve: int, shared: SharedBudget | None = None
+    ) -> None:
         super().__init__()
         self.rules = []
         self._clock = clock
         self._reserve = reserve
+        self._shared = shared
         self._rates: dict[str, limiter.RequestRate] = {}
         self._seen_at: datetime | None = None
 
@@ -52,6 +58,12 @@ class Budget(limiter.RateLimiter):
         if overall is not None:
             self._rates["overall"] = overall
         self._seen_at = self._clock()
+        if self._shared is not None and self._rates:
+            self._shared.report(
+                {k: (v.short_usage, v.long_usage, v.short_limit, v.long_limit)
+                 for k, v in self._rates.items()},
+                self._seen_at,
+            )  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:
         """The last usage figures, for status output and logs."""
@@ -84,11 +96,14 @@ class Budget(limiter.RateLimiter):
                 )
         return None
 
-    def check(self) -> None:
-        """Raises RateLimited when the next request would eat into the reserve."""
+    def check(self, method: str = "GET") -> None:
+        """Raises RateLimited when the next request would eat into the reserve, or when the
+        shared budget has none left for it."""
         limited = self.exhausted()
         if limited is not None:
             raise limited
+        if self._shared is not None:
+            self._shared.acquire(method)
 
 
 #: Reads one poll of one athlete costs, counted high: the list page, and now and then a stream.

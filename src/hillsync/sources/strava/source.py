@@ -25,7 +25,7 @@ from hillsync.errors import (
 from hillsync.locks import file_lock
 from hillsync.model import RUN_SPORTS, Activity, Batch, Rejected, Secret, Track
 from hillsync.paths import write_private_file
-from hillsync.sources.base import SourceState
+from hillsync.sources.base import SharedBudget, SourceState
 from hillsync.sources.strava.budget import Budget, next_quarter
 from hillsync.sources.strava.client import (
     STRAVA_API_BASE,
@@ -89,6 +89,7 @@ class StravaSource:
         api_base: str = STRAVA_API_BASE,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        budget: SharedBudget | None = None,
     ) -> None:
         self._name = name
         self._client_id = client_id
@@ -100,7 +101,7 @@ class StravaSource:
         self._retrying = policy(retrying)
         self._command = reconnect_command
         self._sports = frozenset(sports)
-        self._budget = Budget(clock, reserve)
+        self._budget = Budget(clock, reserve, budget)
         self._client = make_client(session or new_session(), None, self._budget, api_base)
         self._tokens: Tokens | None = None
         # Waiting for another process's refresh is short (the lock helper's timeout), so it
@@ -171,7 +172,7 @@ class StravaSource:
         if current.expires_at - margin > now and (not force or rotated_elsewhere):
             log.info("strava_token_reused", source=self._name)
             return current
-        self._budget.check()
+        self._budget.check("POST")
         try:
             info = self._retrying(
                 self._client.refresh_access_token,
@@ -247,9 +248,10 @@ class StravaSource:
         """
         retried_auth = _retried_auth
         self._ensure_token()
-        self._budget.check()
 
         def attempt() -> T:
+            # Each attempt is a request: a retry takes its own share of the budget.
+            self._budget.check()
             self.requests_made += 1
             return fn(*args, **kwargs)
 
