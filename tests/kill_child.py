@@ -64,7 +64,13 @@ def history(count: int, seed: int) -> list[dict[str, Any]]:
 
 def install(acts: list[dict[str, Any]]) -> responses.RequestsMock:
     """Start a mock of Strava's list and streams endpoints serving `acts`."""
-    headers = {"X-ReadRateLimit-Usage": "1,1", "X-ReadRateLimit-Limit": "100000,1000000"}
+    # Both budgets, as Strava reports them: every read counts against the overall one too.
+    headers = {
+        "X-ReadRateLimit-Usage": "1,1",
+        "X-ReadRateLimit-Limit": "100000,1000000",
+        "X-RateLimit-Usage": "1,1",
+        "X-RateLimit-Limit": "200000,2000000",
+    }
 
     def listing(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         q = {k: v[0] for k, v in parse_qs(urlsplit(str(request.url)).query).items()}
