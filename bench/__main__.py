@@ -4,7 +4,8 @@ Run from the repository root: `.venv/bin/python -m bench` (several minutes: it i
 10,000 files), or `--quick` for the same table on small sizes (a smoke test: its figures
 mean nothing). Each row shows hillsync's figure, a reference measured in the same run, the
 ratio, the target and whether it is met. `--only NAME` runs some groups (import, scale,
-classify, strava, idle).
+classify, strava, idle, workers: the last needs a PostgreSQL
+admin URL in $HILLSYNC_TEST_DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ class Sizes:
     idle_seconds: float
     idle_poll_minutes: float
     repeats: int
+    worker_sources: int
+    worker_files: int
 
 
-FULL = Sizes(2000, 1500, 30, 10_000, 1_000, 200_000, 100_000, 3000, 60.0, 0.5, 3)
-QUICK = Sizes(20, 300, 1, 60, 20, 5_000, 5_000, 300, 3.0, 0.03, 1)
+FULL = Sizes(2000, 1500, 30, 10_000, 1_000, 200_000, 100_000, 3000, 60.0, 0.5, 3, 200, 3)
+QUICK = Sizes(20, 300, 1, 60, 20, 5_000, 5_000, 300, 3.0, 0.03, 1, 12, 1)
 
 
 def groups(sizes: Sizes, tmp: Path) -> dict[str, Callable[[], list[Row]]]:
@@ -80,12 +83,18 @@ def groups(sizes: Sizes, tmp: Path) -> dict[str, Callable[[], list[Row]]]:
 
         return idle_rows(sizes.idle_seconds, sizes.idle_poll_minutes)
 
+    def workers() -> list[Row]:
+        from bench.bench_workers import worker_rows
+
+        return worker_rows(sizes.worker_sources, sizes.worker_files)
+
     return {
         "import": imports,
         "scale": scale,
         "classify": classify,
         "strava": strava,
         "idle": idle,
+        "workers": workers,
     }
 
 

@@ -30,6 +30,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.common import Row
+
 TARGET_4X = 2.5
 
 
@@ -155,6 +157,35 @@ def run(
     with tempfile.TemporaryDirectory(prefix="hillsync-bench-workers-") as tmp:
         folders = make_folders(Path(tmp) / "athletes", sources, files)
         return [measure(admin_url, Path(tmp), folders, n) for n in counts]
+
+
+def worker_rows(sources: int, files: int) -> list[Row]:
+    """`python -m bench`'s rows: the seconds 2 and 4 workers take to sync every source,
+    against one worker's in the same run (4 workers >= 2.5x is a ratio <= 0.4). Without a
+    PostgreSQL admin URL in $HILLSYNC_TEST_DATABASE_URL there is nothing to measure on."""
+    url = os.environ.get("HILLSYNC_TEST_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        print(
+            "bench: workers skipped (HILLSYNC_TEST_DATABASE_URL names no PostgreSQL)",
+            file=sys.stderr,
+        )
+        return []
+    results = run(url, sources, files)
+    one = results[0]
+    cores = os.cpu_count()
+    return [
+        Row(
+            f"{sources} folder sources synced by {m.workers} workers, one PostgreSQL"
+            f" ({cores} cores, load {m.load:.1f})",
+            m.seconds,
+            one.seconds,
+            "s",
+            "1 worker",
+            limit=1 / TARGET_4X if m.workers == 4 else None,
+            on_ratio=True,
+        )
+        for m in results[1:]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
