@@ -69,11 +69,6 @@ class TestLeanStart:
             found = set(imported(tmp_path, "--config", str(config), *command))
             assert found <= {"sqlalchemy.orm", "pydantic"}, (command, found)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="since the api landing, status builds each Strava source's application "
-        "through hillsync.sources.strava, which imports stravalib and numpy (reported)",
-    )
     def test_status_skips_numpy_and_the_readers(self, tmp_path: Path) -> None:
         """`status` loads the store, never numpy, a reader or a client."""
         config = self._config(tmp_path)

@@ -155,7 +155,7 @@ class Registry:
     ) -> dict[str, float]:
         """Each Strava athlete's poll interval: stretched when several share one application,
         so that the application's daily reads keep a reserve (DESIGN section 10)."""
-        from hillsync.sources.strava.budget import DAILY_READS, stretched_poll_minutes
+        from hillsync.sources.strava.pollplan import DAILY_READS, stretched_poll_minutes
 
         by_app: dict[int | None, list[str]] = {}
         for athlete in athletes:
