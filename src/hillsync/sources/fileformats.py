@@ -1205,16 +1205,27 @@ class _XmlEvents:
     BadActivity for bytes that are not XML at all (nothing parsed before the error).
     """
 
-    def __init__(self, fh: _Readable, kind: str) -> None:
+    def __init__(
+        self,
+        fh: _Readable,
+        kind: str,
+        *,
+        tags: tuple[str, ...] | None = None,
+        events: tuple[str, ...] = ("start", "end"),
+    ) -> None:
         self._stream = _Prefixed(fh)
         self._kind = kind
+        #: Only these events of these elements (lxml's C parser skips the others' Python cost).
+        self._tags = tags
+        self._events = events
         self.cut: str | None = None
         self.started = False
 
     def __iter__(self) -> Iterator[tuple[str, etree._Element]]:
         parser = etree.iterparse(
             self._stream,
-            events=("start", "end"),
+            events=self._events,
+            tag=self._tags,
             resolve_entities=False,
             no_network=True,
             huge_tree=True,
@@ -1252,6 +1263,128 @@ def _relative_times(epochs: FloatArray) -> tuple[FloatArray | None, datetime | N
     return epochs - t0, datetime.fromtimestamp(t0, UTC)
 
 
+#: The GPX elements whose events the reader handles; a point's own children (elevation,
+#: time, extensions) are read from it with lxml's find, never as events of their own.
+_GPX_TAGS = (
+    "{*}gpx",
+    "{*}trkseg",
+    "{*}trkpt",
+    "{*}type",
+    "{*}name",
+    "{*}metadata",
+    "{*}rte",
+    "{*}wpt",
+)
+
+
+def _point_text(el: etree._Element, path: str) -> str | None:
+    text = el.findtext(path)
+    return text.strip() or None if text else None
+
+
+def _floats(texts: list[str | None]) -> FloatArray:
+    """Numbers of texts (NaN where missing, unreadable or not finite), at C speed when
+    every text is a number (the common case), else text by text as `_float_text` reads."""
+    try:
+        values = np.array(texts, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.array(
+            [math.nan if (v := _float_text(t)) is None else v for t in texts], np.float64
+        )
+    values[~np.isfinite(values)] = math.nan
+    return values
+
+
+def _epochs(texts: list[str | None]) -> FloatArray:
+    """Seconds since the epoch of GPX times (NaN where missing or unreadable).
+
+    The common case (every time in UTC with a `Z`) is parsed by numpy at C speed; any
+    other spelling point by point, as `_epoch` reads it.
+    """
+    if texts and all(t is not None and t.endswith("Z") and "T" in t for t in texts):
+        try:
+            stamps = np.array([t[:-1] for t in texts if t is not None], dtype="datetime64[us]")
+        except ValueError:
+            stamps = None
+        if stamps is not None and not np.isnat(stamps).any():
+            return stamps.astype(np.int64).astype(np.float64) / 1e6
+    return np.array([math.nan if (e := _epoch(t)) is None else e for t in texts], np.float64)
+
+
+#: A point's children by their full tag in the two GPX namespaces and in none.
+_GPX_CHILDREN = {
+    f"{ns}{name}": name
+    for ns in ("{http://www.topografix.com/GPX/1/1}", "{http://www.topografix.com/GPX/1/0}", "")
+    for name in ("ele", "time", "extensions", "cad")
+}
+
+
+class _GpxPoints:
+    """A GPX track's points as texts, turned into number columns every CHUNK points.
+
+    Converting a chunk of texts at once (numpy parses them in C) costs a fraction of
+    converting point by point; the chunk bounds the texts held, so a 200,000-point file
+    streams in as little memory as before.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self) -> None:
+        self.columns = _Points()
+        self._lat: list[str | None] = []
+        self._lon: list[str | None] = []
+        self._ele: list[str | None] = []
+        self._time: list[str | None] = []
+        self._cad: list[str | None] = []
+        self._seg: list[int] = []
+
+    def add(self, el: etree._Element, seg: int) -> None:
+        """Buffer one `trkpt` element's texts."""
+        ele = time = cad = None
+        for child in el:
+            tag = child.tag
+            # Most children are in the point's own namespace: named without splitting.
+            name = _GPX_CHILDREN.get(tag) if isinstance(tag, str) else None
+            if name is None:
+                name = _local(child)
+            if name == "ele" and ele is None:
+                ele = child.text
+            elif name == "time" and time is None:
+                time = child.text.strip() if child.text else None
+            elif name == "extensions" and cad is None:
+                cad = _descendant_text(child, "cad")
+            elif name == "cad" and cad is None:
+                cad = child.text
+        self._lat.append(el.get("lat"))
+        self._lon.append(el.get("lon"))
+        self._ele.append(ele)
+        self._time.append(time)
+        self._cad.append(cad)
+        self._seg.append(seg)
+        if len(self._seg) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Convert the buffered texts; a point without a readable position is dropped."""
+        if not self._seg:
+            return
+        lat, lon = _floats(self._lat), _floats(self._lon)
+        keep = np.isfinite(lat) & np.isfinite(lon)
+        cols = self.columns
+        for column, values in (
+            (cols.lat, lat),
+            (cols.lon, lon),
+            (cols.ele, _floats(self._ele)),
+            (cols.dist, np.full(len(lat), math.nan)),
+            (cols.time, _epochs(self._time)),
+            (cols.cad, _floats(self._cad)),
+        ):
+            column.frombytes(np.ascontiguousarray(values[keep]).tobytes())
+        cols.seg.frombytes(np.array(self._seg, dtype=np.int64)[keep].tobytes())
+        for buffer in (self._lat, self._lon, self._ele, self._time, self._cad, self._seg):
+            buffer.clear()
+
+
 def _read_gpx(
     fh: _Readable,
     *,
@@ -1261,39 +1394,30 @@ def _read_gpx(
     untyped: str,
 ) -> list[Activity]:
     """Raises BadActivity for a file that is not GPX or holds no recorded track."""
-    events = _XmlEvents(fh, "GPX")
-    pts = _Points()
-    seg_no = -1
+    # End events only: a point's texts are complete at its end, and a segment's number is
+    # how many segments ended before it.
+    events = _XmlEvents(fh, "GPX", tags=_GPX_TAGS, events=("end",))
+    points = _GpxPoints()
+    seg_no = 0
     sport_name: str | None = None
     name: str | None = None
     creator: str | None = None
     meta_time: datetime | None = None
     routes = waypoints = 0
     root_checked = False
-    for event, el in events:
-        tag = _local(el)
+    for _event, el in events:
         if not root_checked:
             root_checked = True
-            if tag != "gpx":
+            root = el.getroottree().getroot()
+            if _local(root) != "gpx":
                 raise BadActivity("not a GPX file")
-            creator = el.get("creator")
-            continue
-        if event == "start":
-            if tag == "trkseg":
-                seg_no += 1
-            continue
+            creator = root.get("creator")
+        tag = _local(el)
         if tag == "trkpt":
-            la, lo = _float_text(el.get("lat")), _float_text(el.get("lon"))
-            if la is not None and lo is not None:
-                pts.add(
-                    la,
-                    lo,
-                    _float_text(_child_text(el, "ele")),
-                    None,
-                    _epoch(_child_text(el, "time")),
-                    _float_text(_descendant_text(el, "cad")),
-                    max(seg_no, 0),
-                )
+            points.add(el, seg_no)
+            _release(el)
+        elif tag == "trkseg":
+            seg_no += 1
             _release(el)
         elif tag in ("type", "name"):
             parent = el.getparent()
@@ -1303,10 +1427,8 @@ def _read_gpx(
                     sport_name = text
                 elif tag == "name" and name is None:
                     name = text
-        elif tag == "time":
-            parent = el.getparent()
-            if parent is not None and _local(parent) == "metadata" and meta_time is None:
-                meta_time = _parse_time(el.text.strip() if el.text else None)
+        elif tag == "metadata" and meta_time is None:
+            meta_time = _parse_time(_point_text(el, "{*}time"))
         elif tag == "rte":
             routes += 1
             _release(el)
@@ -1315,6 +1437,8 @@ def _read_gpx(
             _release(el)
     if not root_checked:
         raise BadActivity("not a GPX file")
+    points.flush()
+    pts = points.columns
     if not len(pts):
         if events.cut:
             raise BadActivity(f"{events.cut} GPX file: no complete track point")
