@@ -307,7 +307,11 @@ class StravaSource:
                 source=KIND,
             ) from None
 
-    def _list_page(self, after: int, page: int) -> list[Mapping[str, Any]]:
+    def _list_page(self, after: int, page: int) -> list[Any]:
+        """One page of the activity list as Strava sent it (its entries unchecked).
+
+        Raises AuthRequired, RateLimited, SourceUnavailable (also when it is not a list).
+        """
         result = self._call(
             self._client.protocol.get,
             "/athlete/activities",
@@ -317,7 +321,8 @@ class StravaSource:
         )
         if not isinstance(result, list):
             raise SourceUnavailable("strava's activity list was not a list", source=KIND)
-        return [r for r in result if isinstance(r, dict)]
+        # Every entry, objects or not: the page's length tells whether it was the last.
+        return result
 
     def _track(self, activity: Activity) -> Track | None:
         try:
@@ -406,6 +411,15 @@ class StravaSource:
             last_start = after
             try:
                 for raw in raws:
+                    if not isinstance(raw, dict):
+                        rejected.append(
+                            Rejected(
+                                key="?",
+                                reason=f"strava listed a {type(raw).__name__} where an"
+                                " activity belongs",
+                            )
+                        )
+                        continue
                     key = str(raw.get("id"))
                     fp = fingerprint(raw)
                     try:
