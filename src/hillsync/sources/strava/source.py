@@ -18,6 +18,7 @@ from stravalib import exc as strava_exc
 from hillsync.errors import (
     AccessRevoked,
     AuthRequired,
+    BadActivity,
     LockBusy,
     RateLimited,
     SourceUnavailable,
@@ -40,7 +41,6 @@ from hillsync.sources.strava.mapping import (
     activity_from_summary,
     epoch,
     fingerprint,
-    reason,
     track_from_streams,
 )
 from hillsync.sources.strava.tokens import (
@@ -424,9 +424,14 @@ class StravaSource:
                     fp = fingerprint(raw)
                     try:
                         activity = activity_from_summary(raw, self._name)
-                    except (ValidationError, ValueError, TypeError) as e:
-                        rejected.append(Rejected(key=key, reason=reason(e), fingerprint=fp))
+                    except BadActivity as e:
+                        rejected.append(Rejected(key=key, reason=str(e), fingerprint=fp))
                         continue
+                    if activity.warning:
+                        log.warning(
+                            "strava_summary_repaired", source=self._name, id=key,
+                            warning=activity.warning,
+                        )  # fmt: skip
                     start = epoch(activity.start_time)
                     last_start = max(last_start, start)
                     newest = start if newest is None else max(newest, start)
