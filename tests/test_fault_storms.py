@@ -9,11 +9,10 @@ logs, and the cycle returned normally.
 
 from __future__ import annotations
 
-import io
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,23 +22,19 @@ from typing import Any
 import pytest
 import requests
 import responses
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from structlog.testing import capture_logs
 
-from helpers import Clock, gpx_track, straight_route
+from helpers import Clock, assert_nothing_twice, gpx_track, stored_ids, storm, straight_route
 from hillsync import paths
 from hillsync.app.accounts import record_account
 from hillsync.app.context import AppContext
 from hillsync.config import DEFAULT_ATHLETE, FolderSettings
 from hillsync.daemon import Daemon
 from hillsync.errors import StoreError
-from hillsync.logs import configure_logging
 from hillsync.model import SourceKind
 from hillsync.store import db as store_db
 from hillsync.store import repo
 from hillsync.store.db import Database, open_database
-from hillsync.store.tables import ActivityRow
 from hillsync.worker import CycleResult, SourceOutcome
 from test_garmin import LIST_URL as GARMIN_LIST_URL
 from test_garmin import FakeGarminServer, add_profile
@@ -70,51 +65,6 @@ def env(tmp_path: Path, db: Database, database_url: str, capsys: pytest.CaptureF
 
 
 # --- what holds after every storm ------------------------------------------------------------
-
-
-@contextmanager
-def storm() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Log as the service does (hillsync's setup, to a buffer) and capture hillsync's own
-    events; on leaving, assert that no traceback was logged, by hillsync or a library."""
-    out = io.StringIO()
-    configure_logging(0, stream=out, environ={})
-    with capture_logs() as events:
-        yield events
-    assert_no_traceback(events, out.getvalue())
-
-
-def assert_no_traceback(events: Sequence[Mapping[str, Any]], written: str) -> None:
-    """No hillsync event with exc_info (the worker's fault boundary logs `source_failed` so),
-    and no traceback in what the service's log handler wrote."""
-    with_traceback = [e for e in events if e.get("exc_info") or e["event"] == "source_failed"]
-    assert with_traceback == []
-    assert "Traceback" not in written
-
-
-def source_ids(env: Env, source: str) -> list[str]:
-    """Every stored (not deleted) activity id of `source`, sorted."""
-    with env.db.session(readonly=True) as session:
-        return sorted(
-            session.scalars(
-                select(ActivityRow.source_id).where(
-                    ActivityRow.source == source, ActivityRow.deleted_at.is_(None)
-                )
-            )
-        )
-
-
-def assert_nothing_twice(env: Env) -> None:
-    """No (source, source id) stored twice, and no activity counted in two runs."""
-    with env.db.session(readonly=True) as session:
-        twice = session.execute(
-            select(ActivityRow.source, ActivityRow.source_id, func.count())
-            .group_by(ActivityRow.source, ActivityRow.source_id)
-            .having(func.count() > 1)
-        ).all()
-    assert twice == []
-    runs = env.runs()
-    members = [s for r in runs for s in r.sources]
-    assert len(members) == len(set(members))
 
 
 def one(result: CycleResult, name: str) -> SourceOutcome:
@@ -199,7 +149,7 @@ class TestStravaServerErrors:
             # DESIGN 6: "5xx and timeouts -> retry ..., then `error` until the next poll".
             poll = timedelta(minutes=poll_minutes(env, SourceKind.STRAVA))
             assert next_sync_at(env, "strava") >= NOW + poll
-            assert source_ids(env, "strava") == []
+            assert stored_ids(env.db, "strava") == []
             calls = len(fake.tokens_seen)
             early = one(worker.sync_cycle(due_only=True), "strava")
             assert early.skipped == "not due"
@@ -207,12 +157,12 @@ class TestStravaServerErrors:
             recovered(env, clock, "strava")
             second = one(worker.sync_cycle(due_only=True), "strava")
             assert (second.state, second.new) == ("ok", 3)
-            assert source_ids(env, "strava") == strava_ids(acts)
+            assert stored_ids(env.db, "strava") == strava_ids(acts)
             clock.advance(hours=1)
             third = one(worker.sync_cycle(full=True), "strava")
             assert (third.state, third.new, third.updated) == ("ok", 0, 0)
         assert env.state("strava")[0] == "ok"
-        assert_nothing_twice(env)
+        assert_nothing_twice(env.db)
 
     def test_short_burst_absorbed(self, env: Env, rsps: responses.RequestsMock) -> None:
         """Two 5xx then answers: the retries absorb them within the cycle, the source is ok."""
@@ -223,8 +173,8 @@ class TestStravaServerErrors:
         with storm():
             outcome = one(env.worker(Clock(NOW)).sync_cycle(), "strava")
         assert (outcome.state, outcome.new, outcome.error) == ("ok", 2, None)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert_nothing_twice(env.db)
 
 
 @pytest.mark.parametrize(
@@ -256,12 +206,12 @@ class TestStravaNetworkFaults:
             first = one(worker.sync_cycle(due_only=True), "strava")
             assert first.state == "error"
             assert_one_line_error(first, type(fault).__name__)
-            assert source_ids(env, "strava") == []
+            assert stored_ids(env.db, "strava") == []
             recovered(env, clock, "strava")
             second = one(worker.sync_cycle(due_only=True), "strava")
         assert (second.state, second.new) == ("ok", 3)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert_nothing_twice(env.db)
 
 
 @pytest.mark.parametrize(
@@ -295,12 +245,12 @@ class TestStravaMalformedList:
             first = one(worker.sync_cycle(due_only=True), "strava")
             assert first.state == "error"
             assert_one_line_error(first, "strava")
-            assert source_ids(env, "strava") == []
+            assert stored_ids(env.db, "strava") == []
             recovered(env, clock, "strava")
             second = one(worker.sync_cycle(due_only=True), "strava")
         assert (second.state, second.new) == ("ok", 3)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert_nothing_twice(env.db)
 
 
 class TestStravaMalformedItems:
@@ -320,8 +270,8 @@ class TestStravaMalformedItems:
             clock.advance(hours=1)
             again = one(worker.sync_cycle(), "strava")
         assert (again.state, again.new, again.updated) == ("ok", 0, 0)
-        assert source_ids(env, "strava") == strava_ids(good)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(good)
+        assert_nothing_twice(env.db)
 
     def test_streams_answer_is_a_list_of_lists(
         self, env: Env, rsps: responses.RequestsMock
@@ -338,7 +288,7 @@ class TestStravaMalformedItems:
         assert fake.stream_calls == []  # the odd answer came from the mock registered first
         (run,) = env.runs()
         assert run.distance_m == pytest.approx(p2p["distance"])
-        assert_nothing_twice(env)
+        assert_nothing_twice(env.db)
 
     def test_token_answer_is_a_list(self, env: Env, rsps: responses.RequestsMock) -> None:
         """A refresh answered with a JSON list fails the poll on one line; the token survives."""
@@ -366,8 +316,8 @@ class TestStravaMalformedItems:
             recovered(env, clock, "strava")
             second = one(worker.sync_cycle(due_only=True), "strava")
         assert (second.state, second.new) == ("ok", 1)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert_nothing_twice(env.db)
 
 
 class TestStravaRateLimited:
@@ -410,10 +360,10 @@ class TestStravaRateLimited:
             clock.now = resume_at
             again = worker.sync_cycle(due_only=True)
             assert (one(again, "strava").state, one(again, "strava").new) == ("ok", 2)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert source_ids(env, "garmin") == sorted(str(s["activityId"]) for s in garmin)
-        assert len(source_ids(env, "folder")) == len(files)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert stored_ids(env.db, "garmin") == sorted(str(s["activityId"]) for s in garmin)
+        assert len(stored_ids(env.db, "folder")) == len(files)
+        assert_nothing_twice(env.db)
 
     def test_short_window_spent(self, env: Env, rsps: responses.RequestsMock) -> None:
         """Strava's headers show the 15-minute read budget spent: parked until the quarter hour."""
@@ -507,7 +457,7 @@ class TestStravaRevokedMidBackfill:
             # Strava lists oldest first, 200 a page (API notes): two pages are stored, the
             # oldest activities without a hole (a page may start with the previous page's
             # last activity again, so 399 or 400 of them).
-            stored = source_ids(env, "strava")
+            stored = stored_ids(env.db, "strava")
             assert stored == strava_ids(acts[: len(stored)])
             assert 399 <= len(stored) <= 400
             with env.db.session(readonly=True) as session:
@@ -528,9 +478,9 @@ class TestStravaRevokedMidBackfill:
             resumed = one(worker.sync_cycle(), "strava")
             assert (resumed.state, resumed.new) == ("ok", len(acts) - len(stored))
             assert len(fake.list_calls) - calls == 1  # one short page, not the history again
-        assert source_ids(env, "strava") == strava_ids(acts)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
         assert env.state("strava")[0] == "ok"
-        assert_nothing_twice(env)
+        assert_nothing_twice(env.db)
 
     def test_access_revoked_deletes_then_resyncs_once(
         self, env: Env, rsps: responses.RequestsMock
@@ -543,13 +493,13 @@ class TestStravaRevokedMidBackfill:
             first = one(worker.sync_cycle(), "strava")
             assert first.state == "needs_auth"
             assert_one_line_error(first, "revoked", "hillsync connect strava")
-            assert source_ids(env, "strava") == []
+            assert stored_ids(env.db, "strava") == []
             self.reconnect(env, rsps, fake, clock)
             clock.advance(minutes=1)
             resumed = one(worker.sync_cycle(), "strava")
             assert (resumed.state, resumed.new) == ("ok", 450)
-        assert source_ids(env, "strava") == strava_ids(acts)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "strava") == strava_ids(acts)
+        assert_nothing_twice(env.db)
 
 
 # --- Garmin ----------------------------------------------------------------------------------
@@ -621,7 +571,7 @@ class TestGarminStorms:
             assert faulty.hits >= 1
             poll = timedelta(minutes=poll_minutes(env, SourceKind.GARMIN))
             assert next_sync_at(env, "garmin") >= NOW + poll
-            assert source_ids(env, "garmin") == []
+            assert stored_ids(env.db, "garmin") == []
             faulty.on = False
             recovered(env, clock, "garmin")
             second = one(worker.sync_cycle(due_only=True), "garmin")
@@ -629,8 +579,8 @@ class TestGarminStorms:
             clock.advance(hours=2)
             third = one(worker.sync_cycle(), "garmin")
             assert (third.state, third.new, third.updated) == ("ok", 0, 0)
-        assert source_ids(env, "garmin") == garmin_ids(runs)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "garmin") == garmin_ids(runs)
+        assert_nothing_twice(env.db)
 
 
 class TestGarminMalformedItems:
@@ -651,8 +601,8 @@ class TestGarminMalformedItems:
             clock.advance(hours=2)
             again = one(worker.sync_cycle(), "garmin")
         assert (again.state, again.new, again.updated) == ("ok", 0, 0)
-        assert source_ids(env, "garmin") == garmin_ids(good)
-        assert_nothing_twice(env)
+        assert stored_ids(env.db, "garmin") == garmin_ids(good)
+        assert_nothing_twice(env.db)
 
 
 # --- the database ----------------------------------------------------------------------------
@@ -705,8 +655,8 @@ class TestDatabaseLocked:
             release.set()
             holder.join()
         assert (one(result, "folder").state, one(result, "folder").new) == ("ok", len(files))
-        assert len(source_ids(env, "folder")) == len(files)
-        assert_nothing_twice(env)
+        assert len(stored_ids(env.db, "folder")) == len(files)
+        assert_nothing_twice(env.db)
 
     def test_lock_beyond_the_busy_timeout(
         self,
@@ -737,11 +687,11 @@ class TestDatabaseLocked:
                 failed = [e for e in events if e["event"] == "cycle failed"]
                 assert len(failed) == 1
                 assert "locked" in failed[0]["error"]
-                assert source_ids(env, "folder") == []
+                assert stored_ids(env.db, "folder") == []
                 clock.advance(minutes=1)
                 daemon._guarded_cycle(settings, db)
-            assert len(source_ids(env, "folder")) == len(files)
+            assert len(stored_ids(env.db, "folder")) == len(files)
             assert env.state("folder")[0] == "ok"
         finally:
             db.close()
-        assert_nothing_twice(env)
+        assert_nothing_twice(env.db)
