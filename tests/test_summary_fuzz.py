@@ -12,6 +12,7 @@ on the globe; an elevation range of 0 to 9,500 m.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -491,3 +492,35 @@ class TestWholePoll:
 
 
 GARMIN_LIST = "https://connectapi.garmin.com/activitylist-service/activities/search/activities"
+
+
+@pytest.fixture
+def env(tmp_path: Path, db: Database, database_url: str, capsys: pytest.CaptureFixture[str]) -> Env:
+    """A runner's machine (test_worker's Env) on the test database (SQLite, PostgreSQL)."""
+    return Env(tmp_path, db, database_url, capsys)
+
+
+class TestNonFiniteJson:
+    """NaN and Infinity, which Python's json reads in an answer, on every database."""
+
+    def test_nan_payload_stored(self, env: Env, rsps: responses.RequestsMock) -> None:
+        """The run is stored without the odd figures, its payload too (PostgreSQL refused it)."""
+        env.connect_strava(NOW + timedelta(hours=5))
+        odd = strava_summary(4444, NOW - timedelta(days=2))
+        good = strava_summary(4545, NOW - timedelta(days=1))
+        rsps.add(
+            responses.GET,
+            LIST_URL,
+            body=json.dumps([odd, good]).replace('"distance": 10012.4', '"distance": NaN', 1),
+            content_type="application/json",
+        )
+        FakeStrava(rsps, [good])
+        with storm() as events:
+            result = env.worker(Clock(NOW)).sync_cycle()
+        (outcome,) = result.outcomes
+        assert (outcome.state, outcome.new, outcome.rejected) == ("ok", 2, 0)
+        assert stored_figures(env.db, "strava", "4444")["distance_m"] is None
+        repaired = [e for e in events if e["event"] == "strava_summary_repaired"]
+        assert [e["id"] for e in repaired] == ["4444"]
+        assert "distance" in repaired[0]["warning"]
+        assert_nothing_twice(env.db)
