@@ -1,21 +1,30 @@
-"""The test suite's shared helpers, in one place: a clock, a GPX builder, a CLI harness.
+"""The test suite's shared helpers, in one place: a clock, a GPX builder, a CLI harness,
+and what every fault storm checks (no traceback logged, nothing stored twice).
 
 Fixtures live in conftest.py; these are the plain classes and functions tests build with.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from hillsync.cli import main
+from hillsync.logs import configure_logging
+from hillsync.store import repo
+from hillsync.store.db import Database
+from hillsync.store.tables import ActivityRow
 
 #: Metres per degree of latitude on the mean Earth sphere (2 * pi * 6371.0088 km / 360).
 M_PER_DEGREE_LAT = 111_195.08
@@ -114,3 +123,47 @@ class Cli:
         code, out, err = self(*args, "--json")
         assert code == 0, err
         return json.loads(out)
+
+
+@contextmanager
+def storm() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Log as the service does (hillsync's setup, to a buffer) and capture hillsync's own
+    events; on leaving, assert that no traceback was logged, by hillsync or a library."""
+    out = io.StringIO()
+    configure_logging(0, stream=out, environ={})
+    with capture_logs() as events:
+        yield events
+    assert_no_traceback(events, out.getvalue())
+
+
+def assert_no_traceback(events: Sequence[Mapping[str, Any]], written: str) -> None:
+    """No hillsync event with exc_info (the worker's fault boundary logs `source_failed` so),
+    and no traceback in what the service's log handler wrote."""
+    with_traceback = [e for e in events if e.get("exc_info") or e["event"] == "source_failed"]
+    assert with_traceback == []
+    assert "Traceback" not in written
+
+
+def stored_ids(db: Database, source: str) -> list[str]:
+    """Every stored (not deleted) activity id of `source`, sorted."""
+    with db.session(readonly=True) as session:
+        return sorted(
+            session.scalars(
+                select(ActivityRow.source_id).where(
+                    ActivityRow.source == source, ActivityRow.deleted_at.is_(None)
+                )
+            )
+        )
+
+
+def assert_nothing_twice(db: Database) -> None:
+    """No (source, source id) stored twice, and no activity counted in two runs."""
+    with db.session(readonly=True) as session:
+        twice = session.execute(
+            select(ActivityRow.source, ActivityRow.source_id, func.count())
+            .group_by(ActivityRow.source, ActivityRow.source_id)
+            .having(func.count() > 1)
+        ).all()
+        members = [s for r in repo.list_runs(session) for s in r.sources]
+    assert twice == []
+    assert len(members) == len(set(members))

@@ -107,6 +107,27 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return dict(out)
 
 
+def one_line_library_errors(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
+    """structlog processor (without -v): an exception a library logs becomes one line,
+    `exception: "Type: message"`, instead of its traceback. garminconnect logs every 5xx
+    and network error with its traceback, while hillsync reports the same failure itself
+    in a line that says what it means. hillsync's own tracebacks (a bug caught at the
+    worker's fault boundary) stay. Raises nothing."""
+    record = event_dict.get("_record")
+    exc_info = event_dict.get("exc_info")
+    name = getattr(record, "name", _OWN_LOGGER)
+    if not exc_info or name == _OWN_LOGGER or name.startswith(_OWN_LOGGER + "."):
+        return event_dict
+    del event_dict["exc_info"]
+    error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(error, BaseException):
+        lines = str(error).strip().splitlines()
+        event_dict["exception"] = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return event_dict
+
+
 def _level(verbosity: int) -> int:
     if verbosity < 0:
         return logging.WARNING
@@ -134,7 +155,8 @@ def configure_logging(
 ) -> None:
     """Set up structlog and the standard `logging` module for the whole process.
 
-    verbosity: -1 (-q) warnings only, 0 info, 1+ (-v) debug, third-party libraries too.
+    verbosity: -1 (-q) warnings only, 0 info, 1+ (-v) debug, third-party libraries too
+    (their tracebacks only then).
     Calling it again replaces the earlier setup (tests do this with a captured stream).
     Raises nothing.
     """
@@ -157,6 +179,7 @@ def configure_logging(
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
+            *([one_line_library_errors] if verbosity <= 0 else []),
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             # Tracebacks become text before redaction, so a secret in an exception's
             # message or a local's repr is masked too.

@@ -122,10 +122,15 @@ def _content_hash(values: Mapping[str, Any]) -> str:
 
 
 def _json_safe(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A plain-JSON copy (what the database gives back), so hashes compare equal."""
+    """A plain-JSON copy (what the database gives back), so hashes compare equal.
+
+    NaN and infinities (Python's json reads them in an API answer) become null: they are
+    no JSON, and PostgreSQL refuses a document holding one. Raises nothing of its own.
+    """
     if value is None:
         return None
-    loaded: dict[str, Any] = json.loads(json.dumps(dict(value), default=_json_default))
+    text = json.dumps(dict(value), default=_json_default)
+    loaded: dict[str, Any] = json.loads(text, parse_constant=lambda _constant: None)
     return loaded
 
 

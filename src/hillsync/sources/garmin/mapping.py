@@ -16,6 +16,7 @@ from hillsync.errors import (
     BadActivity,
 )
 from hillsync.model import INDOOR_SPORTS, Activity
+from hillsync.sources.figures import Figures
 
 log = structlog.get_logger(__name__)
 
@@ -74,22 +75,19 @@ def _num(summary: Mapping[str, Any], key: str) -> float | None:
     value = summary.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
     return f if math.isfinite(f) else None
 
 
-def _nonneg(summary: Mapping[str, Any], key: str) -> float | None:
-    f = _num(summary, key)
-    return f if f is not None and f >= 0 else None
-
-
-def _latlng(summary: Mapping[str, Any], lat_key: str, lon_key: str) -> tuple[float, float] | None:
-    lat, lon = _num(summary, lat_key), _num(summary, lon_key)
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        return None
+def _latlng(figures: Figures, lat_key: str, lon_key: str) -> tuple[float, float] | None:
+    lat = figures.number(lat_key, low=-math.inf)
+    lon = figures.number(lon_key, low=-math.inf)
     if lat == 0 and lon == 0:
-        return None
-    return (lat, lon)
+        return None  # Garmin's "no position"
+    return figures.latlng(lat, lon, f"{lat_key}/{lon_key}")
 
 
 def _start_time(summary: Mapping[str, Any]) -> datetime | None:
@@ -123,8 +121,9 @@ def _type_key(summary: Mapping[str, Any]) -> str | None:
 def activity_from_summary(summary: Mapping[str, Any], *, source: str = "garmin") -> Activity:
     """Build an Activity from one entry of Garmin's activity list.
 
-    Raises BadActivity when the summary is not an object, or has no activityId or no start
-    time.
+    A figure that is not a plausible number is dropped, with the reason in the activity's
+    `warning` (figures.py). Raises BadActivity when the summary is not an object, or has no
+    activityId or no start time.
     """
     if not isinstance(summary, Mapping):
         raise BadActivity(f"Garmin listed a {type(summary).__name__} where an activity belongs")
@@ -137,8 +136,10 @@ def activity_from_summary(summary: Mapping[str, Any], *, source: str = "garmin")
     type_key = _type_key(summary)
     sport = GARMIN_SPORTS.get(type_key or "", "other")
     indoor = sport in INDOOR_SPORTS or (type_key in _INDOOR_TYPE_KEYS)
-    lo, hi = _num(summary, "minElevation"), _num(summary, "maxElevation")
-    elev_range = hi - lo if lo is not None and hi is not None and 0 <= hi - lo <= 9500 else None
+    figures = Figures(summary)
+    elapsed = figures.number("elapsedDuration")
+    if elapsed is None:
+        elapsed = figures.number("duration")
     name = summary.get("activityName")
     return Activity(
         source=source,
@@ -146,17 +147,18 @@ def activity_from_summary(summary: Mapping[str, Any], *, source: str = "garmin")
         sport=sport,
         start_time=start,
         name=name if isinstance(name, str) else None,
-        distance_m=_nonneg(summary, "distance"),
-        moving_time_s=_nonneg(summary, "movingDuration"),
-        elapsed_time_s=_nonneg(summary, "elapsedDuration") or _nonneg(summary, "duration"),
-        reported_gain_m=_nonneg(summary, "elevationGain"),
-        reported_loss_m=_nonneg(summary, "elevationLoss"),
-        elevation_range_m=elev_range,
-        start_latlng=_latlng(summary, "startLatitude", "startLongitude"),
-        end_latlng=_latlng(summary, "endLatitude", "endLongitude"),
+        distance_m=figures.number("distance"),
+        moving_time_s=figures.number("movingDuration"),
+        elapsed_time_s=elapsed,
+        reported_gain_m=figures.number("elevationGain"),
+        reported_loss_m=figures.number("elevationLoss"),
+        elevation_range_m=figures.elevation_range("maxElevation", "minElevation"),
+        start_latlng=_latlng(figures, "startLatitude", "startLongitude"),
+        end_latlng=_latlng(figures, "endLatitude", "endLongitude"),
         indoor=indoor,
         raw=dict(summary),
         elevation_source="garmin",
+        warning=figures.warning(),
     )
 
 

@@ -407,6 +407,7 @@ class GarminSource:
                 except BadActivity as exc:
                     rejected.append(Rejected(key=summary_key(summary), reason=str(exc)))
                     continue
+                self._note_repair(act)
                 if act.start_time < edge:
                     done = True
                     continue
@@ -466,6 +467,7 @@ class GarminSource:
                 except BadActivity as exc:
                     rejected.append(Rejected(key=summary_key(summary), reason=str(exc)))
                     continue
+                self._note_repair(act)
                 activities.append(self._complete(garmin, act))
                 prog.note(act)
             if len(page) < self._page_size:
@@ -491,6 +493,14 @@ class GarminSource:
                 activities=len(activities),
             )
             yield Batch(activities=activities, rejected=rejected, cursor=prog.cursor())
+
+    def _note_repair(self, act: Activity) -> None:
+        """Log a summary whose implausible figures were dropped (its `warning`)."""
+        if act.warning:
+            log.warning(
+                "garmin_summary_repaired", source=self._name, id=act.source_id,
+                warning=act.warning,
+            )  # fmt: skip
 
     # -- downloads -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,9 @@ import structlog
 from pydantic import ValidationError
 from stravalib import model as strava_model
 
+from hillsync.errors import BadActivity
 from hillsync.model import Activity, Track
+from hillsync.sources.figures import Figures
 
 log = structlog.get_logger(__name__)
 
@@ -84,15 +87,58 @@ def epoch(moment: datetime) -> int:
     return int(moment.astimezone(UTC).timestamp())
 
 
+#: The figures of a summary that are distances or durations (never negative).
+_FIGURES = ("distance", "moving_time", "elapsed_time", "total_elevation_gain")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _checked(raw: Mapping[str, Any], figures: Figures) -> dict[str, Any]:
+    """`raw` with each implausible figure nulled (noted in `figures`), so that stravalib's
+    model never coerces one into another value (true into 1.0, "12" into 12.0)."""
+    clean = dict(raw)
+    for key in _FIGURES:
+        clean[key] = figures.number(key)
+    for key in ("elev_high", "elev_low"):
+        clean[key] = figures.number(key, low=-math.inf)
+    for key in ("start_latlng", "end_latlng"):
+        value = raw.get(key)
+        clean[key] = None
+        if value is None or value == []:
+            continue
+        if not (isinstance(value, list) and len(value) == 2 and all(map(_real, value))):
+            figures.problems.append(f"{key} is not a position")
+            continue
+        try:
+            lat, lon = float(value[0]), float(value[1])
+        except OverflowError:
+            figures.problems.append(f"{key} is off the globe")
+            continue
+        position = figures.latlng(lat, lon, key)
+        clean[key] = list(position) if position is not None else None
+    return clean
+
+
 def activity_from_summary(raw: Mapping[str, Any], source: str = KIND) -> Activity:
     """An Activity from one summary of Strava's activity list (the payload kept as `raw`).
 
-    Raises ValueError (pydantic's ValidationError included) when the payload lacks an id
-    or a start date or is otherwise unreadable.
+    A figure that is not a plausible number is dropped, with the reason in the activity's
+    `warning` (figures.py). Raises BadActivity when the payload lacks an id or a start date
+    or is otherwise unreadable.
     """
-    summary = strava_model.SummaryActivity.model_validate(dict(raw))
+    if not isinstance(raw, Mapping):
+        raise BadActivity(f"unreadable Strava summary: a {type(raw).__name__}, not an object")
+    if isinstance(raw.get("id"), bool):
+        raise BadActivity("unreadable Strava summary: id is not a number")
+    figures = Figures(raw)
+    try:
+        summary = strava_model.SummaryActivity.model_validate(_checked(raw, figures))
+    except (ValidationError, ValueError, TypeError) as e:
+        raise BadActivity(reason(e)) from None
     if summary.id is None or summary.start_date is None:
-        raise ValueError("the summary has no id or no start date")
+        raise BadActivity("unreadable Strava summary: it has no id or no start date")
     start = summary.start_date
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
@@ -102,7 +148,7 @@ def activity_from_summary(raw: Mapping[str, Any], source: str = KIND) -> Activit
     indoor = trainer or sport in ("treadmill", "virtual_run") or sport_type in ("VirtualRide",)
     elev_range = None
     if summary.elev_high is not None and summary.elev_low is not None:
-        elev_range = float(summary.elev_high) - float(summary.elev_low)
+        elev_range = figures.elevation_range("elev_high", "elev_low")
     return Activity(
         source=source,
         source_id=str(summary.id),
@@ -122,6 +168,7 @@ def activity_from_summary(raw: Mapping[str, Any], source: str = KIND) -> Activit
         external_id=summary.external_id,
         raw=json.loads(json.dumps(dict(raw), default=str)),
         elevation_source="strava",
+        warning=figures.warning(),
     )
 
 
@@ -161,10 +208,16 @@ def track_from_streams(streams: Mapping[str, Any]) -> Track | None:
 
 
 def reason(error: BaseException) -> str:
+    """Why a summary could not be read, in one line. Raises nothing."""
     if isinstance(error, ValidationError):
         details = error.errors()
         if details:
             where = ".".join(str(p) for p in details[0]["loc"])
-            return f"unreadable Strava summary: {where}: {details[0]['msg']}"
+            return _one_line(f"unreadable Strava summary: {where}: {details[0]['msg']}")
         return "unreadable Strava summary"
-    return f"unreadable Strava summary: {error}"
+    return _one_line(f"unreadable Strava summary: {error}")
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text

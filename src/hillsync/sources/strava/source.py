@@ -18,6 +18,7 @@ from stravalib import exc as strava_exc
 from hillsync.errors import (
     AccessRevoked,
     AuthRequired,
+    BadActivity,
     LockBusy,
     RateLimited,
     SourceUnavailable,
@@ -40,7 +41,6 @@ from hillsync.sources.strava.mapping import (
     activity_from_summary,
     epoch,
     fingerprint,
-    reason,
     track_from_streams,
 )
 from hillsync.sources.strava.tokens import (
@@ -309,7 +309,11 @@ class StravaSource:
                 source=KIND,
             ) from None
 
-    def _list_page(self, after: int, page: int) -> list[Mapping[str, Any]]:
+    def _list_page(self, after: int, page: int) -> list[Any]:
+        """One page of the activity list as Strava sent it (its entries unchecked).
+
+        Raises AuthRequired, RateLimited, SourceUnavailable (also when it is not a list).
+        """
         result = self._call(
             self._client.protocol.get,
             "/athlete/activities",
@@ -319,7 +323,8 @@ class StravaSource:
         )
         if not isinstance(result, list):
             raise SourceUnavailable("strava's activity list was not a list", source=KIND)
-        return [r for r in result if isinstance(r, dict)]
+        # Every entry, objects or not: the page's length tells whether it was the last.
+        return result
 
     def _track(self, activity: Activity) -> Track | None:
         try:
@@ -408,13 +413,27 @@ class StravaSource:
             last_start = after
             try:
                 for raw in raws:
+                    if not isinstance(raw, dict):
+                        rejected.append(
+                            Rejected(
+                                key="?",
+                                reason=f"strava listed a {type(raw).__name__} where an"
+                                " activity belongs",
+                            )
+                        )
+                        continue
                     key = str(raw.get("id"))
                     fp = fingerprint(raw)
                     try:
                         activity = activity_from_summary(raw, self._name)
-                    except (ValidationError, ValueError, TypeError) as e:
-                        rejected.append(Rejected(key=key, reason=reason(e), fingerprint=fp))
+                    except BadActivity as e:
+                        rejected.append(Rejected(key=key, reason=str(e), fingerprint=fp))
                         continue
+                    if activity.warning:
+                        log.warning(
+                            "strava_summary_repaired", source=self._name, id=key,
+                            warning=activity.warning,
+                        )  # fmt: skip
                     start = epoch(activity.start_time)
                     last_start = max(last_start, start)
                     newest = start if newest is None else max(newest, start)
