@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 #: Run in a child: the command, then the heavy modules it left in sys.modules.
 PROBE = """
 import json, sys
