@@ -1255,12 +1255,31 @@ def _elapsed(time_s: FloatArray | None) -> float | None:
     return float(np.nanmax(time_s))
 
 
-def _relative_times(epochs: FloatArray) -> tuple[FloatArray | None, datetime | None]:
+#: A step back in time longer than this between two samples is not clock jitter.
+_BACKWARDS_S = 1.0
+
+
+def _relative_times(epochs: FloatArray) -> tuple[FloatArray | None, datetime | None, str | None]:
+    """Seconds from the first sample, the start, and a note when the times are unusable.
+
+    Times that run backwards at more than 1 % of the steps (a reversed or shuffled export)
+    give no speeds or durations: they are left out with a note, and the start is the
+    earliest time written.
+    """
     finite = epochs[np.isfinite(epochs)]
     if not finite.size:
-        return None, None
+        return None, None, None
+    backwards = int((np.diff(finite) < -_BACKWARDS_S).sum())
+    if backwards > max(1, finite.size // 100):
+        start = datetime.fromtimestamp(float(finite.min()), UTC)
+        return None, start, f"times run backwards at {backwards} samples: read without them"
     t0 = float(finite[0])
-    return epochs - t0, datetime.fromtimestamp(t0, UTC)
+    return epochs - t0, datetime.fromtimestamp(t0, UTC), None
+
+
+def _join_warnings(*notes: str | None) -> str | None:
+    kept = [n for n in notes if n]
+    return "; ".join(kept) if kept else None
 
 
 #: The GPX elements whose events the reader handles; a point's own children (elevation,
@@ -1454,7 +1473,7 @@ def _read_gpx(
     seg_a = seg_a.astype(np.int64)
     segments = int(seg_a.max()) + 1 if seg_a.size else 0
     dist = _cumulative_distance(lat_a, lon_a, seg_a)
-    time_s, t0 = _relative_times(pts.column("time"))
+    time_s, t0, time_note = _relative_times(pts.column("time"))
     ele = pts.column("ele")
     cad = pts.column("cad")
     raw: dict[str, Any] = {"format": "gpx", "type": sport_name, "segments": segments}
@@ -1508,7 +1527,7 @@ def _read_gpx(
             ),
             raw=raw,
             elevation_source="file",
-            warning=warning,
+            warning=_join_warnings(warning, time_note),
         )
     ]
 
@@ -1691,7 +1710,7 @@ def _tcx_activity(
     lat_a, lon_a = np.concatenate(lat_l), np.concatenate(lon_l)
     ele, dist_a, cad = np.concatenate(ele_l), np.concatenate(dist_l), np.concatenate(cad_l)
     seg_a = np.concatenate(seg_l).astype(np.int64)
-    time_s, t0 = _relative_times(np.concatenate(time_l))
+    time_s, t0, time_note = _relative_times(np.concatenate(time_l))
     start_time = legs[0].start or t0
     if start_time is None:
         raise BadActivity("no timestamp in the file")
@@ -1763,5 +1782,5 @@ def _tcx_activity(
         ),
         raw=raw,
         elevation_source="file",
-        warning=warning,
+        warning=_join_warnings(warning, time_note),
     )
