@@ -485,16 +485,23 @@ def save_batch(
                 source_kind=state.kind,
                 source_id=activity.source_id,
                 created_at=now,
+                content_hash=digest,
+                updated_at=now,
                 **values,
             )
-            session.add(row)
             existing[activity.source_id] = row
             new += 1
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.deleted_at = None
-            updated += 1
+            # Its run first, then the activity with its run id: no update after the insert
+            # (the next statement's autoflush writes both).
+            if row.is_run:
+                dedupe.attach_new(session, row)
+            else:
+                session.add(row)
+            continue
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.deleted_at = None
+        updated += 1
         row.content_hash = digest
         row.updated_at = now
         session.flush()

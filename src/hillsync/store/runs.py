@@ -125,6 +125,24 @@ def attach(session: Session, row: ActivityRow) -> Run:
     return keep
 
 
+def attach_new(session: Session, row: ActivityRow) -> Run:
+    """Put a new run activity, not yet added to the session, into its run, and add it.
+
+    When it matches no run, which is the common case, its new run is made from its own
+    figures and inserted just before it, so the activity needs no update afterwards:
+    three statements where `attach` needs six. Otherwise it is `attach`.
+    """
+    candidates = _candidate_runs(session, row)
+    if candidates:
+        session.add(row)
+        return attach(session, row)
+    run = Run(athlete_id=row.athlete_id)
+    _carry(run, [row])
+    row.run = run
+    session.add(row)
+    return run
+
+
 def detach(session: Session, row: ActivityRow) -> None:
     """Take an activity out of its run; a run left without activities is deleted."""
     run = row.run
@@ -148,8 +166,12 @@ def refresh(session: Session, run: Run) -> None:
     session.flush()
     session.refresh(run, ["activities"])
     members = _live(run.activities)
-    if not members:
-        return
+    if members:
+        _carry(run, members)
+
+
+def _carry(run: Run, members: list[ActivityRow]) -> None:
+    """Copy the figures of the best of `members` (live run activities) onto `run`."""
     best = min(members, key=_best_key)
     run.start_time = best.start_time
     run.sport = best.sport
