@@ -159,15 +159,32 @@ def _repair_cumulative(d: FloatArray) -> FloatArray | None:
 def _position_steps(lat: FloatArray, lon: FloatArray) -> FloatArray | None:
     """Haversine length of every step between samples; a missing fix carries the route on."""
     n = lat.shape[0]
-    ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
-    idx = np.flatnonzero(ok)
-    if idx.size < 2:
+    with np.errstate(invalid="ignore"):
+        ok = (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)  # False for NaN too
+    every = bool(ok.all())
+    idx = None if every else np.flatnonzero(ok)
+    if (n if idx is None else idx.size) < 2:
         return None
-    la = np.radians(lat[idx])
-    lo = np.radians(lon[idx])
+    # Radians of the fixes; halves of the differences, where the haversine wants them.
+    la = np.radians(lat if idx is None else lat[idx])
+    half_dla = np.diff(la)
+    half_dla *= 0.5
+    half_dlo = np.diff(lon if idx is None else lon[idx])
+    half_dlo *= math.pi / 360.0
     cos_la = np.cos(la)
-    h = np.sin(np.diff(la) / 2.0) ** 2 + cos_la[:-1] * cos_la[1:] * np.sin(np.diff(lo) / 2.0) ** 2
-    legs = 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+    h = np.sin(half_dla, out=half_dla)
+    h *= h
+    s = np.sin(half_dlo, out=half_dlo)
+    s *= s
+    s *= cos_la[:-1]
+    s *= cos_la[1:]
+    h += s
+    np.minimum(h, 1.0, out=h)
+    np.sqrt(h, out=h)
+    legs = np.arcsin(h, out=h)
+    legs *= 2.0 * EARTH_RADIUS_M
+    if idx is None:
+        return legs
     steps = np.zeros(max(n - 1, 0), dtype=np.float64)
     # The leg between two fixes is booked on the step that reaches the later fix.
     steps[idx[1:] - 1] = legs
