@@ -10,13 +10,15 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from helpers import Clock
 from hillsync.errors import StoreError
 from hillsync.model import RUN_SPORTS, Batch
 from hillsync.store import budgets, leases, repo
@@ -58,6 +60,16 @@ def postgres_only(db: Database) -> None:
     """Skip on SQLite: these tests hold two write transactions open at once."""
     if db.is_sqlite:
         pytest.skip("SQLite has one writer at a time: nothing to skip past")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """True once `condition` holds (a thread's work seen), False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
 
 
 def dead_pid() -> int:
@@ -181,6 +193,56 @@ class TestClaimNext:
             assert leases.claim(s, ids["folder"], A, now=NOW, ttl=TTL) is not None
         with db.session() as s:
             assert leases.claim(s, ids["folder"], B, now=NOW, ttl=TTL) is None
+
+
+class TestKeeper:
+    """Between two commits a live worker's lease is renewed by its keeper thread."""
+
+    def test_slow_fetch_keeps_its_source(self, db: Database, second: Database) -> None:
+        """Past the lease's first expiry, the keeper has renewed it: B cannot take over."""
+        ids = sources(db, "strava")
+        clock = Clock(NOW)
+        with db.session() as s:
+            lease = leases.claim(s, ids["strava"], A, now=NOW, ttl=TTL)
+        assert lease is not None
+        with leases.Keeper(db, lease, clock=clock, ttl=TTL, every=0.01) as keeper:
+            clock.advance(TTL * 1.5)
+            renewed = wait_until(lambda: row(db, "strava").lease_until == clock.now + TTL)
+            with second.session() as s:
+                taken = leases.claim(s, ids["strava"], B, now=clock.now, ttl=TTL)
+        assert renewed
+        assert taken is None
+        assert not keeper.lost
+
+    def test_taken_over_is_noticed(self, db: Database) -> None:
+        """Once another worker holds the source, the keeper says so and stops renewing."""
+        ids = sources(db, "strava")
+        clock = Clock(NOW)
+        with db.session() as s:
+            lease = leases.claim(s, ids["strava"], A, now=NOW, ttl=TTL)
+        assert lease is not None
+        with leases.Keeper(db, lease, clock=clock, ttl=TTL, every=0.01) as keeper:
+            with db.session() as s:
+                assert leases.claim(s, ids["strava"], B, now=NOW + TTL, ttl=TTL) is not None
+            assert wait_until(lambda: keeper.lost)
+        assert row(db, "strava").lease_owner == B
+
+
+class TestClaimReadsAnew:
+    """A claim works on the row as committed, not as the session loaded it before."""
+
+    def test_claim_refreshes_a_row_loaded_earlier(self, db: Database, second: Database) -> None:
+        """A cursor committed by another worker between the load and the claim is seen."""
+        postgres_only(db)
+        ids = sources(db, "strava")
+        with db.session() as s:
+            loaded = s.get_one(SyncState, ids["strava"])
+            assert loaded.cursor in (None, {})
+            with second.session() as other:
+                other.get_one(SyncState, ids["strava"]).cursor = {"after": 42}
+            lease = leases.claim(s, ids["strava"], A, now=NOW, ttl=TTL)
+            assert lease is not None
+            assert loaded.cursor == {"after": 42}
 
 
 class TestFencedBatch:

@@ -496,6 +496,19 @@ class TestOneCycle:
         with env.db.session() as session:
             assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
+    def test_once_leaves_an_unchanged_athlete_unless_forced(self, env: Env) -> None:
+        """Among workers an athlete evaluated an hour ago with nothing new is left alone;
+        after a restart or a config reload (forced) it is evaluated again at once."""
+        self.folder_env(env)
+        clock = Clock(NOW)
+        worker = env.worker(clock)
+        first = worker.sync_cycle(due_only=True, deliver=False)
+        assert set(first.reports) == {DEFAULT_ATHLETE}
+        clock.advance(hours=1)
+        assert worker.evaluate_balances(once=True) == {}
+        forced = worker.evaluate_balances(once=True, force=True)
+        assert set(forced) == {DEFAULT_ATHLETE}
+
     def test_stop_before_a_source(self, env: Env) -> None:
         """A stop request ends the cycle before the next source; nothing is evaluated."""
         self.folder_env(env)

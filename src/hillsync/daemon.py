@@ -263,7 +263,13 @@ class Daemon:
             heartbeat=self.systemd.watchdog,
             worker_id=self.worker_id,
         )
-        result = worker.sync_cycle(due_only=True, evaluate=self._balance_due)
+        result = worker.sync_cycle(
+            due_only=True,
+            evaluate=self._balance_due,
+            # Started or reloaded: every athlete anew (a new goal, new URLs), not only those
+            # with new runs.
+            force_balance=self._last_balance is None,
+        )
         # The registry logs Garmin in on first use: keep the clients for the next cycle.
         self._garmin_clients = worker.garmin_clients
         now = self.clock()

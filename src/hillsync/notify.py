@@ -234,7 +234,9 @@ class Notifier:
         for delivery_id in due:
             if stop():
                 break
-            claimed = self._claim(db_session_factory, delivery_id, now, failing)
+            # Claimed from the time of the claim: a pass longer than the lease must not hand
+            # out claims that have already expired.
+            claimed = self._claim(db_session_factory, delivery_id, self._clock(), failing)
             if claimed is None:
                 continue
             url_key, title, body, attempts, attachment = claimed

@@ -206,6 +206,7 @@ class Worker:
         evaluate: Callable[[Sequence[SourceOutcome]], bool] | None = None,
         balance_at: Callable[[], datetime] | None = None,
         deliver: bool = True,
+        force_balance: bool = False,
     ) -> CycleResult:
         """Sync every source (or those `only` names), then evaluate balances and deliver.
 
@@ -213,10 +214,11 @@ class Worker:
         so is one another worker holds. With `due_only` (the daemon, among other workers)
         only due sources are synced, each claimed with a lease (`sync_due`), and an
         athlete's balance is evaluated once, by one worker, when something of it changed or
-        a day passed. `evaluate(outcomes)` decides from the sources' outcomes whether the
-        balances are evaluated (default: always); `balance_at()` is the time they are
-        evaluated at (default: now). A stop request ends the cycle between sources.
-        Source failures are recorded in the outcome, never raised. Raises UsageError when
+        a day passed (or with `force_balance`: a new or reloaded config). `evaluate(outcomes)`
+        decides from the sources' outcomes whether the balances are evaluated (default:
+        always); `balance_at()` is the time they are evaluated at (default: now). A stop
+        request ends the cycle between sources. Source failures are recorded in the
+        outcome, never raised. Raises UsageError when
         `only` names no configured source, and StoreError when the database fails.
         """
         specs = select_specs(self.source_specs(), only)
@@ -237,7 +239,7 @@ class Worker:
         at = balance_at() if balance_at else None
         if evaluated:
             self.heartbeat()
-            reports = self.evaluate_balances(at=at, once=due_only)
+            reports = self.evaluate_balances(at=at, once=due_only, force=force_balance)
         if not self.stop():
             # Due or not is the digest's own schedule (once a week, kept in the store).
             self.heartbeat()
@@ -272,8 +274,22 @@ class Worker:
                 break
             self.heartbeat()
             left.discard(lease.name)
-            outcomes.append(self.sync_source(by_name[lease.name], due_only=True, lease=lease))
+            try:
+                outcomes.append(self.sync_source(by_name[lease.name], due_only=True, lease=lease))
+            except BaseException:
+                # Failed before its own record (the store, a Ctrl-C): hand the source back
+                # now rather than when the lease expires.
+                self._hand_back(lease)
+                raise
+
         return outcomes
+
+    def _hand_back(self, lease: Lease) -> None:
+        try:
+            with self.db.session() as session:
+                leases.release(session, lease)
+        except StoreError as exc:
+            log.warning("lease_not_released", source=lease.name, error=str(exc))
 
     def sync_source(
         self,
@@ -339,23 +355,26 @@ class Worker:
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
             self._check_budget(spec)
-            source = spec.build()
-            for batch in source.fetch(source_state):
-                lease, result = self._store_batch(state_id, batch, lease)
-                new, updated, rejected = (
-                    new + result.new,
-                    updated + result.updated,
-                    rejected + result.rejected,
-                )
-                deleted += result.deleted
-                waiting += len(batch.waiting)
-                if self.progress is not None:
-                    done = len(batch.seen) + len(batch.waiting) or len(batch.activities)
-                    self.progress(spec.name, done, batch.total)
-                if self.stop():
-                    # What is committed stays; the cursor resumes from here next time.
-                    next_sync = self.clock()
-                    break
+            with leases.Keeper(self.db, lease, clock=self.clock, ttl=self.lease_ttl) as keeper:
+                source = spec.build()
+                for batch in source.fetch(source_state):
+                    lease, result = self._store_batch(state_id, batch, lease)
+                    new, updated, rejected = (
+                        new + result.new,
+                        updated + result.updated,
+                        rejected + result.rejected,
+                    )
+                    deleted += result.deleted
+                    waiting += len(batch.waiting)
+                    if self.progress is not None:
+                        done = len(batch.seen) + len(batch.waiting) or len(batch.activities)
+                        self.progress(spec.name, done, batch.total)
+                    if keeper.lost:
+                        raise LeaseLost(f"{spec.name}: another worker took this source over")
+                    if self.stop():
+                        # What is committed stays; the cursor resumes from here next time.
+                        next_sync = self.clock()
+                        break
             status, error = SyncStatus.OK, None
         except LeaseLost as exc:
             # Another worker took the source over (this one stalled past its lease): its
@@ -570,15 +589,16 @@ class Worker:
     # -- balance and notifications ----------------------------------------------------
 
     def evaluate_balances(
-        self, at: datetime | None = None, *, once: bool = False
+        self, at: datetime | None = None, *, once: bool = False, force: bool = False
     ) -> dict[str, BalanceReport]:
         """Evaluate every athlete's balance, writing warnings to the outbox.
 
         One worker at a time evaluates an athlete (a lock per athlete). With `once` (the
         daemon, among other workers) an athlete is left out when another worker is
         evaluating it or still syncing one of its sources (that worker evaluates it when
-        done), and when nothing of it changed since its last evaluation less than a day
-        ago; the reports returned are those evaluated. Raises StoreError.
+        done), and, unless `force` (a new config, a restart), when nothing of it changed
+        since its last evaluation less than a day ago; the reports returned are those
+        evaluated. Raises StoreError.
         """
         now = self.clock()
         at = at or now
@@ -591,7 +611,7 @@ class Worker:
                     continue
                 if once and (
                     leases.busy_elsewhere(session, row.id, self.worker_id, now)
-                    or not leases.balance_due(session, row.id, at, BALANCE_EVERY)
+                    or not (force or leases.balance_due(session, row.id, at, BALANCE_EVERY))
                 ):
                     continue
                 runs = repo.runs_for_balance(session, athlete.name, history_start(goal, at), at)

@@ -23,21 +23,26 @@ import fcntl
 import os
 import secrets
 import socket
-from collections.abc import Collection, Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import structlog
 from sqlalchemy import ColumnElement, Select, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from hillsync.errors import StoreError
+from hillsync.store.db import Database
 from hillsync.store.tables import ActivityRow, BalanceState, SyncState
 
+log = structlog.get_logger(__name__)
+
 #: How long a claimed source stays reserved without a renewal. A worker renews it with
-#: every committed batch, so it must outlast the slowest batch (a page of Strava streams
-#: with retries); a dead worker's sources wait this long before another takes them over.
+#: every committed batch and, between commits, every third of it (`Keeper`); a dead
+#: worker's sources wait this long before another takes them over.
 DEFAULT_LEASE = timedelta(minutes=2)
 
 #: First key of the PostgreSQL advisory locks that make one worker evaluate an athlete.
@@ -158,6 +163,7 @@ def claim_next(
         )
         .order_by(SyncState.next_sync.is_not(None), SyncState.next_sync, SyncState.name)
         .limit(1)
+        .execution_options(populate_existing=True)
     )
     row = session.scalars(_locked(stmt)).first()
     if row is None:
@@ -177,10 +183,15 @@ def claim(
 ) -> Lease | None:
     """Claim one source whether due or not (`hillsync sync`), or None while another live
     worker holds it. The caller commits the session to make the claim visible."""
-    stmt = select(SyncState).where(
-        SyncState.id == state_id, _free(now, owner, _dead_holders(session, now))
+    stmt = (
+        select(SyncState)
+        .where(SyncState.id == state_id, _free(now, owner, _dead_holders(session, now)))
+        # Waits for a short lock (a push event marking it due) rather than skip a free
+        # source; and reads the row anew, not as the session loaded it before the lock.
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
-    row = session.scalars(_locked(stmt)).first()
+    row = session.scalars(stmt).first()
     if row is None:
         return None
     lease = _take(row, owner, now, ttl)
@@ -203,6 +214,55 @@ def renew(session: Session, lease: Lease, *, now: datetime, ttl: timedelta) -> L
     if getattr(result, "rowcount", 0) != 1:
         raise LeaseLost(f"{lease.name}: another worker took this source over")
     return Lease(lease.state_id, lease.name, lease.owner, lease.since, now + ttl)
+
+
+class Keeper:
+    """Renews a lease from a thread, in short transactions of its own, every `every`
+    seconds while a slow fetch runs between two commits (a page of Strava streams, a
+    Garmin login and downloads): the lease then never runs out under a live worker.
+
+    Every commit still renews and checks the lease itself (the fence); the keeper only
+    keeps it from expiring meanwhile. `lost` turns True once another worker holds the
+    source. Use it as a context manager around the fetch.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        lease: Lease,
+        *,
+        clock: Callable[[], datetime],
+        ttl: timedelta,
+        every: float | None = None,
+    ) -> None:
+        self._db = db
+        self._lease = lease
+        self._clock = clock
+        self._ttl = ttl
+        self._every = every if every is not None else max(ttl.total_seconds() / 3, 0.05)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease:{lease.name}", daemon=True)
+        self.lost = False
+
+    def __enter__(self) -> Keeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                with self._db.session() as session:
+                    renew(session, self._lease, now=self._clock(), ttl=self._ttl)
+            except LeaseLost:
+                self.lost = True
+                return
+            except StoreError as exc:
+                # The next commit's fence decides; a failed renewal only shortens the lease.
+                log.warning("lease_not_renewed", source=self._lease.name, error=str(exc))
 
 
 def holds(session: Session, lease: Lease) -> bool:
