@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hillsync import logs
-from hillsync.store.db import Database, open_database, sqlite_url
+from hillsync.paths import sqlite_url
+from hillsync.store.db import Database, open_database
 
 DATA = Path(__file__).parent / "data"
 PG_ENV = "HILLSYNC_TEST_DATABASE_URL"

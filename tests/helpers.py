@@ -10,6 +10,7 @@ import io
 import json
 import os
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,18 @@ class Clock:
         """Move on by `delta` (or timedelta(**kw)); the new now."""
         self.now += delta if delta is not None else timedelta(**kw)
         return self.now
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    """Poll `check` (another process's or thread's work) until it returns something truthy
+    and return that; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 Point = tuple[float, float, float]

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import helpers
 from conftest import Webhook
 from helpers import gpx_track
 from hillsync.cli import main
@@ -39,14 +40,8 @@ TIMEOUT = 30.0
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+    """`helpers.wait_for` with this file's default timeout."""
+    return helpers.wait_for(what, check, timeout)
 
 
 def hilly_gpx(start: datetime) -> str:

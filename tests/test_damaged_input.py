@@ -211,6 +211,7 @@ class TestAbsurdValues:
         got = read((head + "<trk>" + body).encode(), GPX_RUN.name)
         assert isinstance(got, Activity)
         earliest = min(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
-        assert got.warning is not None and "backwards" in got.warning
+        assert got.warning is not None
+        assert "backwards" in got.warning
         assert got.start_time == earliest.astimezone(UTC)
         assert got.elapsed_time_s is None or got.elapsed_time_s >= 0

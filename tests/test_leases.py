@@ -10,15 +10,14 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from helpers import Clock
+from helpers import Clock, wait_for
 from hillsync.errors import StoreError
 from hillsync.model import RUN_SPORTS, Batch
 from hillsync.store import budgets, leases, repo
@@ -60,16 +59,6 @@ def postgres_only(db: Database) -> None:
     """Skip on SQLite: these tests hold two write transactions open at once."""
     if db.is_sqlite:
         pytest.skip("SQLite has one writer at a time: nothing to skip past")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """True once `condition` holds (a thread's work seen), False after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def dead_pid() -> int:
@@ -207,7 +196,9 @@ class TestKeeper:
         assert lease is not None
         with leases.Keeper(db, lease, clock=clock, ttl=TTL, every=0.01) as keeper:
             clock.advance(TTL * 1.5)
-            renewed = wait_until(lambda: row(db, "strava").lease_until == clock.now + TTL)
+            renewed = wait_for(
+                "a renewal", lambda: row(db, "strava").lease_until == clock.now + TTL, 10.0
+            )
             with second.session() as s:
                 taken = leases.claim(s, ids["strava"], B, now=clock.now, ttl=TTL)
         assert renewed
@@ -224,7 +215,7 @@ class TestKeeper:
         with leases.Keeper(db, lease, clock=clock, ttl=TTL, every=0.01) as keeper:
             with db.session() as s:
                 assert leases.claim(s, ids["strava"], B, now=NOW + TTL, ttl=TTL) is not None
-            assert wait_until(lambda: keeper.lost)
+            wait_for("the takeover noticed", lambda: keeper.lost, 10.0)
         assert row(db, "strava").lease_owner == B
 
 

@@ -11,12 +11,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from hillsync.errors import StoreError
+from hillsync.paths import sqlite_url
 from hillsync.store.db import (
     HEAD_REVISION,
     Database,
     alembic_config,
     open_database,
-    sqlite_url,
 )
 from hillsync.store.tables import Base
 

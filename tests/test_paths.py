@@ -10,6 +10,7 @@ from hillsync.paths import (
     credentials_dir,
     data_dir,
     default_database_url,
+    sqlite_url,
     state_dir,
     token_dir,
     token_path,
@@ -71,6 +72,14 @@ class TestDerived:
     def test_default_database_url(self) -> None:
         """The default database is SQLite in the data directory."""
         assert default_database_url(HOME) == "sqlite:////home/ann/.local/share/hillsync/hillsync.db"
+
+    def test_sqlite_url_survives_any_path(self) -> None:
+        """Spaces, %, ? and # in a folder name come back unchanged from SQLAlchemy's parser."""
+        from sqlalchemy.engine import make_url
+
+        for name in ("my runs", "50%", "what?", "#1", "a+b@c"):
+            path = Path("/home/ann") / name / "hillsync.db"
+            assert make_url(sqlite_url(path)).database == str(path)
 
     def test_token_locations(self) -> None:
         """Tokens live per athlete and kind under the state directory."""

@@ -999,6 +999,19 @@ class TestBrowserPage:
         assert not (tmp_path / "t.json").exists()
 
 
+def connect_without_browser(tmp_path: Path, **kwargs: Any) -> None:
+    """`connect_strava` whose browser never comes back (a 50 ms wait, no port bound)."""
+    connect_strava(
+        APP,
+        tmp_path / "t.json",
+        open_browser=False,
+        port=0,
+        timeout_s=0.05,
+        say=lambda _s: None,
+        **kwargs,
+    )
+
+
 class TestAthleteLimit:
     """When Strava never redirects, the timeout says why when it can tell."""
 
@@ -1014,13 +1027,8 @@ class TestAthleteLimit:
             },
         )
         with pytest.raises(AuthRequired) as caught:
-            connect_strava(
-                APP,
-                tmp_path / "t.json",
-                open_browser=False,
-                port=0,
-                timeout_s=0.05,
-                say=lambda _s: None,
+            connect_without_browser(
+                tmp_path,
                 athlete="bo",
                 command="hillsync connect strava --athlete bo",
                 others_on_app=["anna"],
@@ -1039,14 +1047,7 @@ class TestAthleteLimit:
         """With no other athlete known here, the timeout still names the limit as a cause."""
         rsps.add(responses.POST, TOKEN_URL, status=400, json={"message": "Bad Request"})
         with pytest.raises(AuthRequired, match="no answer from the browser") as caught:
-            connect_strava(
-                APP,
-                tmp_path / "t.json",
-                open_browser=False,
-                port=0,
-                timeout_s=0.05,
-                say=lambda _s: None,
-            )
+            connect_without_browser(tmp_path)
         assert "Limit of connected athletes exceeded" in str(caught.value)
 
     def test_inactive_application(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -1061,14 +1062,7 @@ class TestAthleteLimit:
             },
         )
         with pytest.raises(AuthRequired) as caught:
-            connect_strava(
-                APP,
-                tmp_path / "t.json",
-                open_browser=False,
-                port=0,
-                timeout_s=0.05,
-                say=lambda _s: None,
-            )
+            connect_without_browser(tmp_path)
         assert "inactive (403 Application Inactive)" in str(caught.value)
         assert "paid Strava subscription" in str(caught.value)
         probe = rsps.calls[0].request.body

@@ -32,9 +32,10 @@ from sqlalchemy import select
 from helpers import Clock, assert_nothing_twice, stored_ids, storm
 from hillsync.errors import BadActivity
 from hillsync.model import Activity
+from hillsync.paths import sqlite_url
 from hillsync.sources.garmin import activity_from_summary as garmin_activity
 from hillsync.sources.strava import activity_from_summary as strava_activity
-from hillsync.store.db import Database, open_database, sqlite_url
+from hillsync.store.db import Database, open_database
 from hillsync.store.tables import ActivityRow
 from test_garmin import FakeGarminServer, add_profile
 from test_garmin import summary as garmin_summary

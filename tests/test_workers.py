@@ -28,6 +28,7 @@ import responses
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
+import helpers
 from conftest import _postgres_database
 from helpers import Clock
 from hillsync import paths
@@ -69,14 +70,8 @@ TIMEOUT = 120.0
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+    """`helpers.wait_for` with this file's default timeout."""
+    return helpers.wait_for(what, check, timeout)
 
 
 def gpx(start: datetime, climb: float, n: int = 400) -> str:

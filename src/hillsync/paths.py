@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -96,9 +97,14 @@ def credentials_dir(environ: Mapping[str, str]) -> Path | None:
     return _systemd_dir(environ, "CREDENTIALS_DIRECTORY")
 
 
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file, quoted so any path (spaces, %, ?, #) survives."""
+    return "sqlite:///" + quote(str(path), safe=" /:+@,;=~!$&'()*")
+
+
 def default_database_url(environ: Mapping[str, str]) -> str:
     """The SQLite URL of the default database in the data directory."""
-    return f"sqlite:///{data_dir(environ) / DATABASE_FILE}"
+    return sqlite_url(data_dir(environ) / DATABASE_FILE)
 
 
 def token_dir(environ: Mapping[str, str], athlete: str, kind: str) -> Path:

@@ -312,25 +312,21 @@ class Worker:
                 lease = leases.claim(
                     session, state_row.id, self.worker_id, now=now, ttl=self.lease_ttl
                 )
-            if lease is None:
+            skipped = (
+                f"being synced by worker {state_row.lease_owner}"
+                if lease is None
+                else parked_reason(previous, state_row.next_sync, now, due_only=due_only)
+            )
+            if lease is None or skipped is not None:
+                if lease is not None:
+                    leases.release(session, lease)
                 return SourceOutcome(
                     spec.name,
                     spec.kind,
                     spec.athlete,
                     previous,
                     error=state_row.last_error,
-                    skipped=f"being synced by worker {state_row.lease_owner}",
-                )
-            parked = parked_reason(previous, state_row.next_sync, now, due_only=due_only)
-            if parked is not None:
-                leases.release(session, lease)
-                return SourceOutcome(
-                    spec.name,
-                    spec.kind,
-                    spec.athlete,
-                    previous,
-                    error=state_row.last_error,
-                    skipped=parked,
+                    skipped=skipped,
                 )
             source_state = SourceState(
                 since=self._since(since),

@@ -64,7 +64,7 @@ class DemoResult:
 def demo_settings(data: Path, db_path: Path) -> Settings:
     """The demo's settings: the bundled sample folder, a throw-away SQLite file, no URLs,
     and the weekly digest on (Monday 07:00)."""
-    from hillsync.store.db import sqlite_url
+    from hillsync.paths import sqlite_url
 
     me = AthleteSettings(
         DEFAULT_ATHLETE,

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,30 +28,15 @@ from hillsync.prompted import PromptedLogins, Step
 from hillsync.registry import source_full_name
 from hillsync.report import Dashboard
 from hillsync.sources.base import RateReport
+from hillsync.store.pages import RunDetail
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class RunPage:
+class RunPage(RunDetail):
     """One run with its profile cut into 100 m segments (no profile: empty sequences)."""
 
-    id: int
-    athlete: str
-    start_time: datetime
-    name: str | None
-    sport: str
-    label: str
-    distance_m: float
-    moving_time_s: float | None
-    elevation_gain_m: float | None
-    elevation_loss_m: float | None
-    uphill_m: float
-    downhill_m: float
-    flat_m: float
-    elevation_source: str | None
-    reason: str | None
-    sources: tuple[tuple[str, str], ...]
     edges_m: Sequence[float] = ()
     altitude_m: Sequence[float] = ()
     terrain: Sequence[Terrain] = ()
@@ -156,22 +141,7 @@ class WebUseCases:
             )
             edges, alt = e.tolist(), a.tolist()
         return RunPage(
-            id=detail.id,
-            athlete=detail.athlete,
-            start_time=detail.start_time,
-            name=detail.name,
-            sport=detail.sport,
-            label=detail.label,
-            distance_m=detail.distance_m,
-            moving_time_s=detail.moving_time_s,
-            elevation_gain_m=detail.elevation_gain_m,
-            elevation_loss_m=detail.elevation_loss_m,
-            uphill_m=detail.uphill_m,
-            downhill_m=detail.downhill_m,
-            flat_m=detail.flat_m,
-            elevation_source=detail.elevation_source,
-            reason=detail.reason,
-            sources=detail.sources,
+            **{f.name: getattr(detail, f.name) for f in fields(RunDetail)},
             edges_m=edges,
             altitude_m=alt,
             terrain=terrain,

@@ -36,11 +36,6 @@ PG_MIGRATION_LOCK = 0x68696C6C
 _BEGIN_OPTION = "hillsync_sqlite_begin"
 
 
-def sqlite_url(path: Path) -> str:
-    """The SQLAlchemy URL of a SQLite file, quoted so any path (spaces, %, ?) survives."""
-    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
-
-
 def _one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
