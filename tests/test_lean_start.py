@@ -74,6 +74,57 @@ class TestLeanStart:
         assert found <= {"sqlalchemy.orm", "pydantic"}, found
 
 
+#: Run in a child: one quiet daemon cycle over a folder whose files are all known.
+IDLE_PROBE = """
+import json, os, sys
+from hillsync.config import load_settings
+from hillsync.daemon import Daemon
+from pathlib import Path
+daemon = Daemon(lambda: load_settings(Path(sys.argv[1]), os.environ), environ=os.environ)
+settings = daemon.load_settings()
+db = daemon._open(settings)
+daemon.cycle(settings, db)
+db.close()
+heavy = ("numpy", "matplotlib", "lxml", "fitdecode", "apprise", "rich", "pygments",
+         "stravalib", "garminconnect", "sqlalchemy.dialects.postgresql")
+print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+"""
+
+
+class TestIdleDaemon:
+    """An idle daemon's cycle (nothing new in its folder) loads no reader, numpy or client."""
+
+    def test_quiet_cycle_stays_lean(self, tmp_path: Path) -> None:
+        """After a cycle that finds every file known, no heavy library is in memory."""
+        runs = tmp_path / "runs"
+        runs.mkdir()
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n\n'
+            f'[[sources.folder]]\nname = "runs"\npath = "{runs}"\n'
+        )
+        imported(tmp_path, "--config", str(config), "sync")  # the folder is known now
+        env = {
+            "HOME": str(tmp_path),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", IDLE_PROBE, str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        found = json.loads(proc.stderr.strip().splitlines()[-1])
+        assert found == [], found
+
+
 class TestModelImportsNumpyLazily:
     """hillsync.model imports numpy inside the functions that use it, never at the top."""
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import structlog
 
-from hillsync import classify, course
 from hillsync.errors import BadActivity, ConfigError
 from hillsync.model import ClassifyParams, CourseFigures, CourseTargets, Goal, Summary
-from hillsync.sources.fileformats import read_activity
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +26,11 @@ def load_course(path: Path, params: ClassifyParams) -> CourseFigures:
     Raises ConfigError ("goal.course: NAME: reason") when the file cannot be read or holds
     no usable elevation profile.
     """
+    # Here, not at the top: the worker holds a CourseReader, and an idle daemon without a
+    # course must not load numpy and the file readers.
+    from hillsync import classify, course
+    from hillsync.sources.fileformats import read_activity
+
     try:
         activity = read_activity(path)
     except BadActivity as exc:
@@ -72,6 +75,8 @@ class CourseReader:
         """
         if path is None:
             return None
+        from hillsync import course
+
         try:
             return course.targets(self.figures(path), goal, today)
         except ConfigError as exc:

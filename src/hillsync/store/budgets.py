@@ -13,13 +13,12 @@ interactive connects, which pass `reserve` 0 (section 10 of DESIGN.md).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hillsync.store.tables import ApiBudget, SyncState
@@ -82,6 +81,18 @@ def day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _insert_ignoring_conflicts(dialect: str) -> Callable[[type[ApiBudget]], Any]:
+    """The dialect's own INSERT (it has ON CONFLICT), imported for the one in use only: an
+    idle daemon on SQLite never loads PostgreSQL's dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def _rows(
     session: Session,
     app: str,
@@ -94,8 +105,7 @@ def _rows(
     Always locked in the same (sorted) order, so two workers cannot deadlock.
     """
     wanted = sorted(scopes)
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = _insert_ignoring_conflicts(session.get_bind().dialect.name)
     for scope in wanted:
         short, long = limits.get(scope, STRAVA_LIMITS.get(scope, (100, 1000)))
         # ON CONFLICT DO NOTHING: two workers meeting a new application both go on.
