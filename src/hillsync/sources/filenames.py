@@ -8,6 +8,12 @@ from __future__ import annotations
 
 #: Extensions read, with or without a trailing ".gz".
 ACTIVITY_SUFFIXES: tuple[str, ...] = (".fit", ".gpx", ".tcx")
+#: Every lower-case ending a folder scan looks at: activity files, gzipped or not, and zips.
+SCANNED_SUFFIXES: tuple[str, ...] = (
+    *ACTIVITY_SUFFIXES,
+    *(s + ".gz" for s in ACTIVITY_SUFFIXES),
+    ".zip",
+)
 
 
 def is_activity_file(name: str) -> bool:

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import json
+import operator
 import os
 import re
 import zipfile
@@ -29,12 +30,15 @@ from hillsync.errors import BadActivity, SourceUnavailable
 from hillsync.model import Activity, Batch, Rejected
 from hillsync.parallel import MIN_ITEMS_FOR_POOL, pool_mapper
 from hillsync.sources.base import SourceState
-from hillsync.sources.filenames import is_activity_file
+from hillsync.sources.filenames import SCANNED_SUFFIXES
 
 # The readers (fileformats: numpy, lxml, fitdecode, about 30 MB) are imported where a file
 # is read, never by a poll that finds nothing new (an idle daemon stays small).
 
 log = structlog.get_logger(__name__)
+
+#: The sort key of a folder's entries (C speed: a scan sorts every folder it lists).
+_entry_name = operator.attrgetter("name")
 
 #: A file that does not parse completely and changed more recently than this may still be
 #: being written (a watch syncing over USB, a copy in progress): it waits for the next
@@ -266,10 +270,8 @@ class FolderSource:
                 folder = root if entry is None else Path(entry.path)
                 try:
                     with os.scandir(folder) as it:
-                        entries = sorted(
-                            (e for e in it if not e.name.startswith(".")),
-                            key=lambda e: e.name,
-                        )
+                        entries = [e for e in it if e.name[0] != "."]
+                    entries.sort(key=_entry_name)
                 except OSError as exc:
                     if entry is None:
                         raise SourceUnavailable(
@@ -284,9 +286,9 @@ class FolderSource:
                 stack.extend((e, prefix + e.name, export_dir) for e in reversed(entries))
                 continue
             lower = entry.name.lower()
-            is_zip = lower.endswith(".zip")
-            if not (is_zip or is_activity_file(lower)):
+            if not lower.endswith(SCANNED_SUFFIXES):
                 continue
+            is_zip = lower.endswith(".zip")
             try:
                 st = entry.stat()
             except OSError:

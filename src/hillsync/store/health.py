@@ -18,6 +18,9 @@ def run_starts(session: Session, state: SyncState) -> list[datetime]:
     stmt = (
         select(ActivityRow.start_time)
         .where(
+            # The athlete too: its (athlete, start) index then yields the newest first,
+            # and the scan stops after the limit (a quiet poll of 10,000 runs asks this).
+            ActivityRow.athlete_id == state.athlete_id,
             ActivityRow.sync_state_id == state.id,
             ActivityRow.is_run.is_(True),
             ActivityRow.deleted_at.is_(None),
