@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -579,30 +579,50 @@ def list_runs(
     label: str | None = None,
 ) -> list[RunView]:
     """Deduplicated runs, oldest first, each with every (source, source_id) that saw it."""
-    stmt = select(Run, Athlete.name).join(Athlete, Run.athlete_id == Athlete.id)
+    filters: list[ColumnElement[bool]] = []
     if athlete is not None:
-        stmt = stmt.where(Athlete.name == athlete)
+        filters.append(Athlete.name == athlete)
     if since is not None:
-        stmt = stmt.where(Run.start_time >= since)
+        filters.append(Run.start_time >= since)
     if label is not None:
-        stmt = stmt.where(Run.label == label)
-    rows = list(session.execute(stmt.order_by(Run.start_time, Run.id)))
-    sources: dict[int, list[tuple[str, str]]] = {}
-    run_ids = [run.id for run, _ in rows]
-    for i in range(0, len(run_ids), _CHUNK):
-        src = (
-            select(ActivityRow.run_id, ActivityRow.source, ActivityRow.source_id)
-            .where(ActivityRow.run_id.in_(run_ids[i : i + _CHUNK]))
-            .where(ActivityRow.deleted_at.is_(None))
-            .order_by(ActivityRow.source, ActivityRow.source_id)
+        filters.append(Run.label == label)
+    # Columns, not Run objects: 10,000 runs load in a fraction of the time (no identity map).
+    stmt = (
+        select(
+            Run.id,
+            Athlete.name,
+            Run.start_time,
+            Run.sport,
+            Run.label,
+            Run.distance_m,
+            Run.moving_time_s,
+            Run.elevation_gain_m,
+            Run.elevation_loss_m,
+            Run.label_elevation_source,
+            Run.label_reason,
+            Run.hill_repeats,
         )
-        for run_id, source, source_id in session.execute(src):
-            if run_id is not None:
-                sources.setdefault(run_id, []).append((source, source_id))
+        .join(Athlete, Run.athlete_id == Athlete.id)
+        .where(*filters)
+        .order_by(Run.start_time, Run.id)
+    )
+    rows = list(session.execute(stmt))
+    # Every run's sources in one query with the same filters (not one per chunk of ids).
+    src = (
+        select(ActivityRow.run_id, ActivityRow.source, ActivityRow.source_id)
+        .join(Run, ActivityRow.run_id == Run.id)
+        .join(Athlete, Run.athlete_id == Athlete.id)
+        .where(*filters, ActivityRow.deleted_at.is_(None))
+        .order_by(ActivityRow.source, ActivityRow.source_id)
+    )
+    sources: dict[int, list[tuple[str, str]]] = {}
+    for run_id, source, source_id in session.execute(src):
+        if run_id is not None:  # the join guarantees it; the column is nullable
+            sources.setdefault(run_id, []).append((source, source_id))
     return [
         RunView(
             id=run.id,
-            athlete=name,
+            athlete=run.name,
             start_time=run.start_time,
             sport=run.sport,
             label=run.label,
@@ -615,7 +635,7 @@ def list_runs(
             reason=run.label_reason,
             hill_repeats=hill_repeats_of(run.hill_repeats),
         )
-        for run, name in rows
+        for run in rows
     ]
 
 
@@ -624,7 +644,18 @@ def runs_for_balance(
 ) -> list[RunForBalance]:
     """The athlete's deduplicated runs starting in [start, end), oldest first."""
     stmt = (
-        select(Run)
+        select(
+            Run.start_time,
+            Run.distance_m,
+            Run.label,
+            Run.elevation_gain_m,
+            Run.elevation_loss_m,
+            Run.uphill_m,
+            Run.downhill_m,
+            Run.flat_m,
+            Run.hill_repeats,
+            Run.label_elevation_source,
+        )
         .join(Athlete, Run.athlete_id == Athlete.id)
         .where(Athlete.name == athlete, Run.start_time >= start, Run.start_time < end)
         .order_by(Run.start_time, Run.id)
@@ -642,7 +673,7 @@ def runs_for_balance(
             hill_repeats=hill_repeats_of(run.hill_repeats),
             elevation_source=run.label_elevation_source,
         )
-        for run in session.scalars(stmt)
+        for run in session.execute(stmt)
     ]
 
 
