@@ -61,7 +61,7 @@ class _ExportInfo:
     origin: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
     """One unit of work: a file, a zip member, or the marker that a zip is done."""
 
