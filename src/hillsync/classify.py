@@ -81,14 +81,19 @@ def build_profile(track: Track) -> Profile | None:
         return None
     total = float(dist[-1])
 
-    xp = dist[valid]
-    fp = alt[valid]
+    # Copies only where something is left out (most tracks keep every sample).
+    every = bool(valid.all())
+    xp = dist if every else dist[valid]
+    fp = alt if every else alt[valid]
     # At a standstill several samples share one distance; np.interp needs increasing xp.
+    steps_m = np.diff(xp)
     keep = np.empty(xp.shape[0], dtype=bool)
-    keep[:-1] = xp[1:] > xp[:-1]
+    np.greater(steps_m, 0.0, out=keep[:-1])
     keep[-1] = True
-    xp = xp[keep]
-    fp = fp[keep]
+    if not keep.all():
+        xp = xp[keep]
+        fp = fp[keep]
+        steps_m = np.diff(xp)
 
     if not total <= MAX_DISTANCE_M:
         # A corrupt distance would make a grid of billions of points.
@@ -105,7 +110,7 @@ def build_profile(track: Track) -> Profile | None:
         uncovered |= grid < xp[0] - PROFILE_STEP_M
     if total - xp[-1] > MAX_GAP_M:
         uncovered |= grid > xp[-1] + PROFILE_STEP_M
-    if xp.size > 1:
+    if xp.size > 1 and float(steps_m.max()) > MAX_GAP_M:
         right = np.clip(np.searchsorted(xp, grid), 1, xp.size - 1)
         left = right - 1
         gap = xp[right] - xp[left]
