@@ -7,6 +7,7 @@ re-run on stored data (`reclassify`) and tested without any source or store.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from hillsync.model import (
     INDOOR_SPORTS,
     PROFILE_STEP_M,
     RUN_SPORTS,
+    Activity,
     Classification,
     ClassifyParams,
     FloatArray,
@@ -118,6 +120,16 @@ def build_profile(track: Track) -> Profile | None:
         uncovered |= (gap > MAX_GAP_M) & inside
     altitude[uncovered] = np.nan
     return Profile(altitude_m=altitude, distance_m=total, step_m=PROFILE_STEP_M)
+
+
+def with_profile(activity: Activity) -> Activity:
+    """The activity with the profile of its track in place of the track (unchanged when it
+    has a profile or no track). A folder's reading processes do this: the profile is what
+    classification and the store need, and far smaller to send back than the track.
+    Raises nothing."""
+    if activity.profile is not None or activity.track is None or not len(activity.track):
+        return activity
+    return replace(activity, profile=build_profile(activity.track), track=None)
 
 
 def _track_distance(track: Track) -> FloatArray | None:

@@ -54,6 +54,15 @@ def classify_activity(
     return profile, hills.with_hill_repeats(c, profile)
 
 
+def profiled(activity: Activity) -> Activity:
+    """The activity with its track's profile in place of the track (`classify.with_profile`),
+    for a folder's reading processes; numpy is imported only here, on first use. Raises
+    nothing."""
+    from hillsync.classify import with_profile
+
+    return with_profile(activity)
+
+
 def needs_profile_check(params: ClassifyParams) -> Callable[[Activity], bool]:
     """A predicate for API sources: does this summary need its profile to be labelled?"""
 

@@ -20,7 +20,7 @@ from hillsync.clock import Clock
 from hillsync.config import DEFAULT_ATHLETE, AthleteSettings, Settings
 from hillsync.errors import AuthRequired
 from hillsync.model import Secret, SourceKind
-from hillsync.pipeline import needs_profile_check
+from hillsync.pipeline import needs_profile_check, profiled
 from hillsync.sources.base import SharedBudget, Source
 from hillsync.store.budgets import strava_app as budget_name
 
@@ -45,6 +45,10 @@ class SourceSpec:
     reconnect_command: str = ""
     #: The API application whose rate budget the source shares (`strava:CLIENT_ID`).
     budget_app: str | None = None
+    #: Renew the lease from a thread between commits (`leases.Keeper`): an API page can
+    #: take minutes. Not for a folder: its batches commit every FOLDER_BATCH files (each
+    #: renewing the lease), and its reading pool forks, which a live thread makes unsafe.
+    lease_keeper: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ class Registry:
         def build() -> Source:
             from hillsync.sources.files import FolderSource
 
+            # The reading processes build each activity's profile (most of classifying):
+            # the writer then classifies a small profile, and a track never crosses over.
             return FolderSource(
                 full,
                 path,
@@ -189,9 +195,10 @@ class Registry:
                 batch_size=FOLDER_BATCH,
                 untyped=untyped,
                 workers=workers,
+                prepare=profiled,
             )
 
-        return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build)
+        return SourceSpec(full, SourceKind.FOLDER, athlete.name, poll, build, lease_keeper=False)
 
     def _strava(self, athlete: str, poll_minutes: float) -> SourceSpec:
         full = source_full_name(athlete, SourceKind.STRAVA)

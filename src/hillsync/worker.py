@@ -351,7 +351,10 @@ class Worker:
         next_sync: datetime | None = now + poll_interval(spec.poll_minutes)
         try:
             self._check_budget(spec)
-            with leases.Keeper(self.db, lease, clock=self.clock, ttl=self.lease_ttl) as keeper:
+            keeper = leases.Keeper(
+                self.db, lease, clock=self.clock, ttl=self.lease_ttl, run=spec.lease_keeper
+            )
+            with keeper:
                 source = spec.build()
                 for batch in source.fetch(source_state):
                     lease, result = self._store_batch(state_id, batch, lease)

@@ -87,8 +87,11 @@ class FolderSource:
         settle_s: float = SETTLE_S,
         untyped: str = "infer",
         workers: int = 1,
+        prepare: Callable[[Activity], Activity] | None = None,
     ) -> None:
-        """`workers` above 1 reads plain files in a process pool of that size."""
+        """`workers` above 1 reads plain files in a process pool of that size. `prepare`
+        runs on each activity read, in the reading process (a module-level function: it
+        crosses to the pool by name); the worker passes the classifier's profile step."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._workers = workers
@@ -98,6 +101,7 @@ class FolderSource:
         self._clock = clock
         self._settle_s = settle_s
         self._untyped = untyped
+        self._prepare = prepare
 
     @property
     def name(self) -> str:
@@ -143,7 +147,9 @@ class FolderSource:
         log.info("folder_scanned", source=self._name, pending=sum(not i.marker for i in items))
         # Plain files are read (parsed: most of an import) in a process pool, in order;
         # zip members and the export indexes stay here. Same batches as a serial read.
-        plain = [(i.path, self._name, i.key, self._untyped) for i in items if _is_plain(i)]
+        plain = [
+            (i.path, self._name, i.key, self._untyped, self._prepare) for i in items if _is_plain(i)
+        ]
         workers = self._workers if len(plain) >= MIN_ITEMS_FOR_POOL else 1
         if not items and not deleted:
             return
@@ -338,19 +344,21 @@ def _is_plain(item: _Item) -> bool:
 
 
 def _read_file(
-    job: tuple[Path, str, str, str],
+    job: tuple[Path, str, str, str, Callable[[Activity], Activity] | None],
 ) -> tuple[list[Activity], str | None]:
     """Read one file (in a pool worker): (activities, None) or ([], the rejection's reason).
 
-    The reason travels as text: an exception would have to be pickled across processes.
+    Each activity is passed through `prepare` there when given. The reason travels as
+    text: an exception would have to be pickled across processes.
     """
     from hillsync.sources.fileformats import describe_file_error, read_activities
 
-    path, source, key, untyped = job
+    path, source, key, untyped, prepare = job
     try:
-        return read_activities(path, source=source, source_id=key, untyped=untyped), None
+        found = read_activities(path, source=source, source_id=key, untyped=untyped)
     except BadActivity as exc:
         return [], describe_file_error(exc)
+    return ([prepare(a) for a in found] if prepare is not None else found), None
 
 
 def _apply_export(activity: Activity, info: _ExportInfo | None) -> Activity:

@@ -234,7 +234,10 @@ class Keeper:
         clock: Callable[[], datetime],
         ttl: timedelta,
         every: float | None = None,
+        run: bool = True,
     ) -> None:
+        """`run` False: a keeper that starts no thread (the commits alone renew the lease)."""
+        self._run_thread = run
         self._db = db
         self._lease = lease
         self._clock = clock
@@ -245,12 +248,14 @@ class Keeper:
         self.lost = False
 
     def __enter__(self) -> Keeper:
-        self._thread.start()
+        if self._run_thread:
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._done.set()
-        self._thread.join()
+        if self._run_thread:
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._done.wait(self._every):
