@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,3 +105,39 @@ class TestParallelFolderImport:
         assert len(serial) > 3
         assert _summary(pooled) == _summary(serial)
         assert sum(len(b.rejected) for b in pooled) >= 3
+
+
+class TestForkSafety:
+    """The pool forks a process with no other thread alive (a fork with a live thread may
+    deadlock the child, and Python warns of it)."""
+
+    def test_pooled_sync_forks_a_single_threaded_process(self, tmp_path: Path) -> None:
+        """A whole `hillsync sync` of a folder read by a pool: no fork warning at all."""
+        folder = _folder(tmp_path)
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n\n[sync]\nworkers = 2\n\n'
+            f'[[sources.folder]]\npath = "{folder}"\n'
+        )
+        env = {
+            "HOME": str(tmp_path),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+        # A fresh process: this test process has threads of other tests alive.
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-W", "always::DeprecationWarning", "-m", "hillsync"),
+                *("--config", str(config), "sync"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode in (0, 3), proc.stderr[-2000:]
+        assert "new" in proc.stdout
+        assert "multi-threaded" not in proc.stderr

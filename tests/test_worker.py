@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,6 @@ from hillsync.config import (
     NotifySettings,
     Settings,
     StravaSettings,
-    SyncSettings,
 )
 from hillsync.model import Secret
 from hillsync.paths import write_private_file
@@ -510,25 +508,6 @@ class TestOneCycle:
         assert worker.evaluate_balances(once=True) == {}
         forced = worker.evaluate_balances(once=True, force=True)
         assert set(forced) == {DEFAULT_ATHLETE}
-
-    def test_pooled_folder_import_forks_a_single_threaded_process(self, env: Env) -> None:
-        """A folder read by a pool forks with no other thread alive (a fork with a live
-        thread may deadlock the child: Python warns of it)."""
-        folder = env.tmp / "many"
-        folder.mkdir()
-        first = datetime(2026, 2, 1, 7, 0, tzinfo=UTC)
-        for i in range(12):
-            path = folder / f"run-{i:02d}.gpx"
-            path.write_text(gpx_climb(first + timedelta(days=i), n=200))
-            os.utime(path, (first.timestamp(), first.timestamp()))
-        env.me = AthleteSettings(DEFAULT_ATHLETE, folders=(FolderSettings(path=folder),))
-        settings = replace(env.settings(), sync=SyncSettings(workers=2))
-        worker = Worker(settings, env.db, environ=env.environ, clock=Clock(NOW), retrying=no_wait)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            (outcome,) = worker.sync_cycle(deliver=False).outcomes
-        assert (outcome.state, outcome.new) == ("ok", 12)
-        assert not [w for w in caught if "fork" in str(w.message)]
 
     def test_stop_before_a_source(self, env: Env) -> None:
         """A stop request ends the cycle before the next source; nothing is evaluated."""
