@@ -10,16 +10,17 @@ of files.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 
 class Mapper(Protocol):
@@ -89,6 +90,10 @@ def pool_mapper(workers: int, *, window_per_worker: int = 4) -> Iterator[Mapper]
     if workers <= 1:
         yield serial_map
         return
+    # Here, not at the top: a quiet poll (nothing to read) never needs them.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     executor = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
