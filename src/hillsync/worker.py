@@ -307,11 +307,12 @@ class Worker:
         with self.db.session() as session:
             athlete = repo.ensure_athlete(session, spec.athlete)
             state_row = repo.ensure_sync_state(session, athlete, spec.name, spec.kind.value)
-            previous = SyncStatus.parse(state_row.state)
             if lease is None:
+                # Reads the row anew: what another worker committed since it was loaded.
                 lease = leases.claim(
                     session, state_row.id, self.worker_id, now=now, ttl=self.lease_ttl
                 )
+            previous = SyncStatus.parse(state_row.state)
             skipped = (
                 f"being synced by worker {state_row.lease_owner}"
                 if lease is None
