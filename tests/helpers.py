@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -48,6 +49,19 @@ class Clock:
         """Move on by `delta` (or timedelta(**kw)); the new now."""
         self.now += delta if delta is not None else timedelta(**kw)
         return self.now
+
+
+def child_env(home: Path) -> dict[str, str]:
+    """The environment of a fresh hillsync child process: its own HOME and XDG folders
+    under `home`, this interpreter's import path, nothing else of the test run's."""
+    return {
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / "state"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:

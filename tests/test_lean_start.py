@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import child_env
 
 #: Run in a child: the command, then the heavy modules it left in sys.modules.
 PROBE = """
@@ -24,17 +25,9 @@ print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
 
 def imported(tmp: Path, *args: str) -> list[str]:
     """The heavy modules a fresh `hillsync ARGS` process imported."""
-    env = {
-        "HOME": str(tmp),
-        "XDG_STATE_HOME": str(tmp / "state"),
-        "XDG_DATA_HOME": str(tmp / "data"),
-        "XDG_CONFIG_HOME": str(tmp / "config"),
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join(sys.path),
-    }
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
-        env=env,
+        env=child_env(tmp),
         capture_output=True,
         text=True,
         timeout=120,
@@ -104,17 +97,9 @@ class TestIdleDaemon:
             f'[[sources.folder]]\nname = "runs"\npath = "{runs}"\n'
         )
         imported(tmp_path, "--config", str(config), "sync")  # the folder is known now
-        env = {
-            "HOME": str(tmp_path),
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-            "XDG_DATA_HOME": str(tmp_path / "data"),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": os.pathsep.join(sys.path),
-        }
         proc = subprocess.run(
             [sys.executable, "-c", IDLE_PROBE, str(config)],
-            env=env,
+            env=child_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=120,

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from helpers import child_env
 from hillsync.model import Batch
 from hillsync.parallel import ordered_map, pool_mapper, serial_map
 from hillsync.sources.base import SourceState
@@ -119,20 +120,13 @@ class TestForkSafety:
             f'[database]\nurl = "sqlite:///{tmp_path / "h.db"}"\n\n[sync]\nworkers = 2\n\n'
             f'[[sources.folder]]\npath = "{folder}"\n'
         )
-        env = {
-            "HOME": str(tmp_path),
-            "XDG_STATE_HOME": str(tmp_path / "state"),
-            "XDG_DATA_HOME": str(tmp_path / "data"),
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": os.pathsep.join(sys.path),
-        }
         # A fresh process: this test process has threads of other tests alive.
         proc = subprocess.run(
             [
                 *(sys.executable, "-W", "always::DeprecationWarning", "-m", "hillsync"),
                 *("--config", str(config), "sync"),
             ],
-            env=env,
+            env=child_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=300,
