@@ -51,6 +51,48 @@ class Clock:
         return self.now
 
 
+def connect_kill_child_strava(
+    environ: Mapping[str, str], db_path: Path, *, access: str, refresh: str, name: str
+) -> Path:
+    """Record the default athlete's Strava account (athlete 134815, the one
+    `tests/kill_child.py` mocks) in the SQLite database at `db_path`, with a private token
+    file valid for six hours; the token file's path."""
+    from hillsync import paths
+    from hillsync.store.db import open_database
+
+    token = paths.token_path(environ, "me", "strava")
+    token.parent.mkdir(parents=True, mode=0o700)
+    token.write_text(
+        json.dumps(
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_at": int(time.time()) + 6 * 3600,
+                "athlete_id": "134815",
+                "scope": "read,activity:read_all",
+            }
+        )
+    )
+    token.chmod(0o600)
+    database = open_database(f"sqlite:///{db_path}")
+    try:
+        with database.session() as session:
+            athlete = repo.ensure_athlete(session, "me")
+            repo.upsert_account(
+                session,
+                athlete,
+                "strava",
+                "134815",
+                name,
+                str(token),
+                "read,activity:read_all",
+                datetime.now(UTC),
+            )
+    finally:
+        database.close()
+    return token
+
+
 def child_env(home: Path) -> dict[str, str]:
     """The environment of a fresh hillsync child process: its own HOME and XDG folders
     under `home`, this interpreter's import path, nothing else of the test run's."""

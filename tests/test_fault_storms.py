@@ -39,7 +39,14 @@ from hillsync.worker import CycleResult, SourceOutcome
 from test_garmin import LIST_URL as GARMIN_LIST_URL
 from test_garmin import FakeGarminServer, add_profile
 from test_garmin import summary as garmin_summary
-from test_strava import LIST_URL, STREAMS_RE, TOKEN_URL, FakeStrava, write_tokens
+from test_strava import (
+    LIST_URL,
+    REFRESH_INVALID,
+    STREAMS_RE,
+    TOKEN_URL,
+    FakeStrava,
+    write_tokens,
+)
 from test_strava import history as strava_history
 from test_strava import summary as strava_summary
 from test_worker import NOW, Env, aware
@@ -50,11 +57,6 @@ pytestmark = pytest.mark.usefixtures("garmin_offline")
 RATE_LIMIT_EXCEEDED = {"message": "Rate Limit Exceeded", "errors": []}
 #: A 401 that does not say the athlete revoked the application (no `invalid` code).
 UNAUTHORIZED_PLAIN = {"message": "Authorization Error", "errors": []}
-#: Strava's refusal of a refresh token once the athlete revoked access.
-REFRESH_REVOKED = {
-    "message": "Bad Request",
-    "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "invalid"}],
-}
 HTML_PAGE = "<!DOCTYPE html><html><body><h1>We'll be right back</h1></body></html>"
 
 
@@ -488,7 +490,7 @@ class TestStravaRevokedMidBackfill:
     ) -> None:
         """The athlete revoked access (refresh token refused): Strava's data goes (DESIGN 6);
         reconnected, the whole history comes back once."""
-        fake, acts, clock = self.backfill(env, rsps, REFRESH_REVOKED)
+        fake, acts, clock = self.backfill(env, rsps, REFRESH_INVALID)
         worker = env.worker(clock)
         with storm():
             first = one(worker.sync_cycle(), "strava")

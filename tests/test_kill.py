@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from helpers import gpx_track
+from helpers import connect_kill_child_strava, gpx_track
 from hillsync.store.tables import ActivityRow, OutboxMessage, Run
 
 FIT = Path(__file__).parent / "data" / "fit"
@@ -336,9 +336,6 @@ class TestStravaKillStorm:
 
     def test_backfill(self, tmp_path: Path) -> None:
         """A 1,000-run backfill (5 list pages, streams for half) killed and resumed."""
-        from hillsync import paths
-        from hillsync.store import repo
-        from hillsync.store.db import open_database
 
         storm = Storm(
             tmp_path,
@@ -347,36 +344,9 @@ class TestStravaKillStorm:
             env={"KILL_STRAVA_SECRET": "kill-test-client-secret"},
         )
         storm.prefix = [sys.executable, str(CHILD), str(STRAVA_RUNS), "7", "--"]
-        token = paths.token_path(storm.env, "me", "strava")
-        token.parent.mkdir(parents=True, mode=0o700)
-        token.write_text(
-            json.dumps(
-                {
-                    "access_token": "kill-access",
-                    "refresh_token": "kill-refresh",
-                    "expires_at": int(time.time()) + 6 * 3600,
-                    "athlete_id": "134815",
-                    "scope": "read,activity:read_all",
-                }
-            )
+        connect_kill_child_strava(
+            storm.env, storm.db, access="kill-access", refresh="kill-refresh", name="Kill Test"
         )
-        token.chmod(0o600)
-        database = open_database(f"sqlite:///{storm.db}")
-        try:
-            with database.session() as session:
-                athlete = repo.ensure_athlete(session, "me")
-                repo.upsert_account(
-                    session,
-                    athlete,
-                    "strava",
-                    "134815",
-                    "Kill Test",
-                    str(token),
-                    "read,activity:read_all",
-                    datetime.now(UTC),
-                )
-        finally:
-            database.close()
         rng = random.Random(KILL_SEED + 1)
         landed = 0
         for round_no in range(self.KILLS):

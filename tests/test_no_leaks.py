@@ -9,20 +9,16 @@ stdout, stderr (the log and any traceback) or anywhere in the database file.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from hillsync import paths
-from hillsync.store import repo
-from hillsync.store.db import open_database
+from helpers import connect_kill_child_strava
 
 CHILD = Path(__file__).parent / "kill_child.py"
 CLIENT_SECRET = "client-secret-5f3a9c71"
@@ -75,36 +71,9 @@ class Scenario:
             "SECRET_TEST_NOTIFY_URL": url,
             "HILLSYNC_GARMIN_PASSWORD": GARMIN_PASSWORD,
         }
-        token = paths.token_path(self.env, "me", "strava")
-        token.parent.mkdir(parents=True, mode=0o700)
-        token.write_text(
-            json.dumps(
-                {
-                    "access_token": ACCESS,
-                    "refresh_token": REFRESH,
-                    "expires_at": int(time.time()) + 6 * 3600,
-                    "athlete_id": "134815",
-                    "scope": "read,activity:read_all",
-                }
-            )
+        connect_kill_child_strava(
+            self.env, self.db, access=ACCESS, refresh=REFRESH, name="Secret Test"
         )
-        token.chmod(0o600)
-        database = open_database(f"sqlite:///{self.db}")
-        try:
-            with database.session() as session:
-                athlete = repo.ensure_athlete(session, "me")
-                repo.upsert_account(
-                    session,
-                    athlete,
-                    "strava",
-                    "134815",
-                    "Secret Test",
-                    str(token),
-                    "read,activity:read_all",
-                    datetime.now(UTC),
-                )
-        finally:
-            database.close()
 
     def run(self, *args: str, fault: str | None = None) -> tuple[int, str, str]:
         """One `hillsync -v ARGS` process (Strava mocked inside it); (code, stdout, stderr)."""

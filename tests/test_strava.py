@@ -63,6 +63,16 @@ UNAUTHORIZED = {
     "message": "Authorization Error",
     "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
 }
+#: Strava's answer to an authorization code that is used, expired or of another application.
+CODE_INVALID = {
+    "message": "Bad Request",
+    "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
+}
+#: Strava's 403 for an application that is not active (2026-27: it needs a paid subscription).
+APP_INACTIVE = {
+    "message": "Forbidden",
+    "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
+}
 REFRESH_INVALID = {
     "message": "Bad Request",
     "errors": [{"resource": "RefreshToken", "field": "refresh_token", "code": "invalid"}],
@@ -440,10 +450,7 @@ class TestConnect:
 
     def test_bad_code(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
         """A used or expired code gives AuthRequired naming the command."""
-        body = {
-            "message": "Bad Request",
-            "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
-        }
+        body = CODE_INVALID
         self.exchange(rsps, body, 400)
         with pytest.raises(AuthRequired, match="hillsync connect strava"):
             connect_strava(
@@ -696,10 +703,7 @@ class TestTokens:
             responses.GET,
             LIST_URL,
             status=403,
-            json={
-                "message": "Forbidden",
-                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
-            },
+            json=APP_INACTIVE,
         )
         with pytest.raises(AuthRequired) as caught:
             run_fetch(
@@ -977,10 +981,7 @@ class TestBrowserPage:
             responses.POST,
             TOKEN_URL,
             status=400,
-            json={
-                "message": "Bad Request",
-                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
-            },
+            json=CODE_INVALID,
         )
         pages: list[tuple[int, str]] = []
         threads: list[threading.Thread] = []
@@ -1021,10 +1022,7 @@ class TestAthleteLimit:
             responses.POST,
             TOKEN_URL,
             status=400,
-            json={
-                "message": "Bad Request",
-                "errors": [{"resource": "AuthorizationCode", "field": "code", "code": "invalid"}],
-            },
+            json=CODE_INVALID,
         )
         with pytest.raises(AuthRequired) as caught:
             connect_without_browser(
@@ -1056,10 +1054,7 @@ class TestAthleteLimit:
             responses.POST,
             TOKEN_URL,
             status=403,
-            json={
-                "message": "Forbidden",
-                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
-            },
+            json=APP_INACTIVE,
         )
         with pytest.raises(AuthRequired) as caught:
             connect_without_browser(tmp_path)
@@ -1184,10 +1179,7 @@ class TestSecretsInNewPaths:
             responses.POST,
             TOKEN_URL,
             status=403,
-            json={
-                "message": "Forbidden",
-                "errors": [{"resource": "Application", "field": "Status", "code": "Inactive"}],
-            },
+            json=APP_INACTIVE,
         )
         path = tmp_path / "me.json"
         with capture_logs() as events:
